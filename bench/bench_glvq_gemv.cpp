@@ -1,0 +1,272 @@
+// Fused GLVQ decode-GEMV (batch 1) and small-batch decode-GEMM against cuBLAS fp16
+// (cublasGemmEx, fp32 accumulation) in the same run, on Llama-2-70B layer shapes.
+// Times are medians of CUDA-event means over many calls, cycling through copies of the
+// weights so that no call finds them in L2. "GB/s" is effective bandwidth: the bytes
+// each kernel must read or write at least (weights or codes as stored, x, y, per-group
+// parameters) over the time; "x fp16" is the speed-up over cuBLAS on the same shape.
+//   bench_glvq_gemv [--quick]
+#ifdef GLVQ_WITH_CUDA
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "bench_util.h"
+#include "glvq_gemv.cuh"
+#include "glvq_mma_layout.h"
+#include "quant/glvq_codec.h"
+
+using namespace glvq;
+
+#define CUBLAS_CHECK(call)                                                                  \
+  do {                                                                                      \
+    const cublasStatus_t s_ = (call);                                                       \
+    if (s_ != CUBLAS_STATUS_SUCCESS) GLVQ_FAIL("cuBLAS call `{}` failed: status {}", #call, int(s_)); \
+  } while (0)
+
+namespace {
+
+template <typename T>
+T* upload(const std::vector<T>& h, std::vector<void*>& owned) {
+  void* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, std::max<size_t>(1, h.size() * sizeof(T))));
+  CUDA_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  owned.push_back(d);
+  return static_cast<T*>(d);
+}
+
+std::vector<float> download_half(const __half* d, size_t n) {
+  std::vector<__half> h(n);
+  CUDA_CHECK(cudaMemcpy(h.data(), d, n * 2, cudaMemcpyDeviceToHost));
+  std::vector<float> f(n);
+  for (size_t i = 0; i < n; ++i) f[i] = __half2float(h[i]);
+  return f;
+}
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+struct Ctx {
+  cudaStream_t st;
+  cublasHandle_t h;
+  size_t l2;
+  bool quick;
+};
+
+/// cuBLAS y[batch, out] = x[batch, in] W^T with W fp16 [out, in] row-major.
+double time_cublas(Ctx& C, const bench::Rotation& W, int64_t out, int64_t in, const __half* x, __half* y, int batch) {
+  const float one = 1.0f, zero = 0.0f;
+  return bench::time_us(
+      [&](int i) {
+        CUBLAS_CHECK(cublasGemmEx(C.h, CUBLAS_OP_T, CUBLAS_OP_N, int(out), batch, int(in), &one, W.at<__half>(i),
+                                  CUDA_R_16F, int(in), x, CUDA_R_16F, int(in), &zero, y, CUDA_R_16F, int(out),
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      },
+      C.st, C.quick ? 20 : 100);
+}
+
+/// A random mu = 0 layer of uniform bit width in both layouts, on the device.
+struct BenchLayer {
+  GlvqLayout L;
+  std::vector<void*> owned;
+  GlvqDeviceParams p, p_mu;  // p_mu: the same layer with mu = 255 (naive path only)
+  uint8_t* codes = nullptr;  // checkpoint layout
+  size_t codes_bytes = 0;
+  GlvqMmaPlan plan;
+  std::vector<uint8_t> packed;
+  const int64_t* coff = nullptr;
+  const uint8_t* cbits = nullptr;
+  BenchLayer(int64_t out, int64_t in, int d, int b, uint64_t seed) : L{out, in, d, 128} {
+    bench::Rng rng(seed);
+    const int64_t G = L.groups();
+    std::vector<uint8_t> bits(G, uint8_t(b));
+    std::vector<float> scale(G), mu0(G, 0.0f), mu1(G, 255.0f), Gm(G * d * d);
+    const float step = 2.0f / float(1 << b);
+    for (int64_t g = 0; g < G; ++g) {
+      scale[g] = 0.02f + 0.02f * rng.uniform();
+      for (int i = 0; i < d; ++i)
+        for (int j = 0; j < d; ++j) Gm[(g * d + i) * d + j] = step * ((i == j ? 1.0f : 0.0f) + 0.1f * rng.normal());
+    }
+    const std::vector<int64_t> off = glvq_group_offsets(L, bits.data());
+    std::vector<uint8_t> c(off.back());
+    rng.fill_bytes(c);  // every bit pattern is a valid code vector when d*b % 8 == 0
+    codes_bytes = c.size();
+    p.bits = upload(bits, owned);
+    p.scale = upload(scale, owned);
+    p.mu = upload(mu0, owned);
+    p.G = upload(Gm, owned);
+    p.Ginv = p.G;  // not read by the GEMV
+    p.group_offsets = upload(off, owned);
+    p_mu = p;
+    p_mu.mu = upload(mu1, owned);
+    codes = upload(c, owned);
+    plan = glvq_mma_plan(out, in, d, 128, bits.data());
+    packed.resize(plan.bytes());
+    glvq_mma_repack(plan, bits.data(), c.data(), packed.data());
+    coff = upload(plan.chunk_offsets, owned);
+    cbits = upload(plan.chunk_bits, owned);
+  }
+  ~BenchLayer() {
+    for (void* q : owned) cudaFree(q);
+  }
+  double param_bytes() const { return double(L.groups()) * (double(L.dim) * L.dim * 4 + 4 + 1); }
+};
+
+void print_row(const char* shape, int b, int d, const std::string& path, int batch, double us, double bytes,
+               double fp16_us) {
+  std::printf("%-12s %2d %3d %-26s %3d %9.1f %8.0f %7.2fx\n", shape, b, d, path.c_str(), batch, us, bytes / us / 1e3,
+              fp16_us / us);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Ctx C;
+    C.quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    CUDA_CHECK(cudaStreamCreate(&C.st));
+    CUBLAS_CHECK(cublasCreate(&C.h));
+    CUBLAS_CHECK(cublasSetStream(C.h, C.st));
+    C.l2 = bench::l2_bytes();
+    bench::print_device();
+    std::printf("device-to-device copy (cudaMemcpyAsync, 1 GiB): %.0f GB/s (read + write)\n",
+                bench::copy_gbps(size_t(1) << 30, C.st));
+    std::printf("%-12s %2s %3s %-26s %3s %9s %8s %8s\n", "out x in", "b", "d", "path", "B", "us", "GB/s", "x fp16");
+    const int64_t shapes[4][2] = {{8192, 8192}, {28672, 8192}, {8192, 28672}, {1024, 8192}};
+    const size_t rot_min = 3 * C.l2;
+    for (const auto& sh : shapes) {
+      const int64_t out = sh[0], in = sh[1];
+      char shape[32];
+      std::snprintf(shape, sizeof shape, "%lldx%lld", (long long)out, (long long)in);
+      // fp16 weights for cuBLAS: random values of magnitude ~2^-7
+      bench::Rng rng(out * 31 + in);
+      std::vector<uint8_t> wb(size_t(out) * in * 2);
+      rng.fill_bytes(wb);
+      for (size_t i = 0; i < wb.size(); i += 2) {
+        uint16_t v = uint16_t(wb[i] | (wb[i + 1] << 8));
+        v = uint16_t((v & 0x83FF) | 0x2000);
+        wb[i] = uint8_t(v);
+        wb[i + 1] = uint8_t(v >> 8);
+      }
+      void* w0 = nullptr;
+      CUDA_CHECK(cudaMalloc(&w0, wb.size()));
+      CUDA_CHECK(cudaMemcpy(w0, wb.data(), wb.size(), cudaMemcpyHostToDevice));
+      std::vector<uint8_t>().swap(wb);
+      const bench::Rotation Wr(w0, size_t(out) * in * 2, rot_min);
+      CUDA_CHECK(cudaFree(w0));
+      std::vector<__half> xh(size_t(16) * in);
+      for (auto& v : xh) v = __float2half_rn(rng.normal());
+      __half *x = nullptr, *y = nullptr, *y2 = nullptr;
+      CUDA_CHECK(cudaMalloc(&x, xh.size() * 2));
+      CUDA_CHECK(cudaMemcpy(x, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMalloc(&y, size_t(16) * out * 2));
+      CUDA_CHECK(cudaMalloc(&y2, size_t(16) * out * 2));
+      const double io1 = double(in) * 2 + double(out) * 2;
+      const double t16 = time_cublas(C, Wr, out, in, x, y, 1);
+      print_row(shape, 16, 0, "cuBLAS fp16 GemmEx", 1, t16, double(out) * in * 2 + io1, t16);
+      for (int b : {2, 3}) {
+        for (int d : {8, 32}) {
+          BenchLayer B(out, in, d, b, uint64_t(out) * 7 + in * 3 + b * 11 + d);
+          uint8_t* pk0 = nullptr;
+          CUDA_CHECK(cudaMalloc(&pk0, B.packed.size()));
+          CUDA_CHECK(cudaMemcpy(pk0, B.packed.data(), B.packed.size(), cudaMemcpyHostToDevice));
+          const bench::Rotation Pk(pk0, B.packed.size(), rot_min);
+          const bench::Rotation Ck(B.codes, B.codes_bytes, rot_min);
+          CUDA_CHECK(cudaFree(pk0));
+          void* wsb = nullptr;
+          CUDA_CHECK(cudaMalloc(&wsb, glvq_gemv_workspace_bytes(B.L, 16)));
+          GlvqGemvWorkspace ws;
+          CUDA_CHECK(glvq_gemv_workspace_init(B.L, 16, wsb, &ws, C.st));
+          GlvqMmaDevice M = glvq_mma_device(B.plan, Pk.at<uint8_t>(0), B.coff, B.cbits);
+          auto mma = [&](const GlvqGemvTuning& tune, int batch) {
+            return bench::time_us(
+                [&](int i) {
+                  GlvqMmaDevice Mi = M;
+                  Mi.packed = Pk.at<uint8_t>(i);
+                  CUDA_CHECK(glvq_gemv_mma_launch(Mi, B.p, x, in, y, out, batch, ws, C.st, tune));
+                },
+                C.st, C.quick ? 20 : 200);
+          };
+          const double mma_bytes = double(B.packed.size()) + io1 + B.param_bytes();
+          const double t_def = mma(GlvqGemvTuning{}, 1);
+          print_row(shape, b, d, "mma (default)", 1, t_def, mma_bytes, t16);
+          double best = t_def;
+          std::string best_name = "default";
+          if (!C.quick) {
+            for (int wps : {16, 64}) {
+              for (int un : {1, 2}) {
+                const double t = mma(GlvqGemvTuning{0, wps, un}, 1);
+                if (t < best) {
+                  best = t;
+                  best_name = "wps " + std::to_string(wps) + " unroll " + std::to_string(un);
+                }
+              }
+            }
+            const double t1 = mma(GlvqGemvTuning{0, 32, 1}, 1);
+            if (t1 < best) {
+              best = t1;
+              best_name = "wps 32 unroll 1";
+            }
+            print_row(shape, b, d, "mma best: " + best_name, 1, best, mma_bytes, t16);
+          }
+          // straightforward kernel, checkpoint layout, mu = 0 and mu = 255
+          const int nit = C.quick ? 3 : 10;
+          const double tn0 = bench::time_us(
+              [&](int i) {
+                CUDA_CHECK(glvq_gemv_naive_launch(B.L, B.p, Ck.at<uint8_t>(i), x, in, y2, out, 1, ws, C.st));
+              },
+              C.st, nit, 3, 1);
+          const double naive_bytes = double(B.codes_bytes) + io1 + B.param_bytes();
+          print_row(shape, b, d, "naive mu=0", 1, tn0, naive_bytes, t16);
+          // agreement of the two paths (same codes, mu = 0)
+          CUDA_CHECK(glvq_gemv_mma_launch(M, B.p, x, in, y, out, 1, ws, C.st));
+          CUDA_CHECK(glvq_gemv_naive_launch(B.L, B.p, Ck.at<uint8_t>(0), x, in, y2, out, 1, ws, C.st));
+          CUDA_CHECK(cudaStreamSynchronize(C.st));
+          const double err = rel_l2(download_half(y, out), download_half(y2, out));
+          const double tn1 = bench::time_us(
+              [&](int i) {
+                CUDA_CHECK(glvq_gemv_naive_launch(B.L, B.p_mu, Ck.at<uint8_t>(i), x, in, y2, out, 1, ws, C.st));
+              },
+              C.st, nit, 3, 1);
+          print_row(shape, b, d, "naive mu=255", 1, tn1, naive_bytes, t16);
+          std::printf("%-12s %2d %3d   check: |y_mma - y_naive| / |y_naive| = %.2e\n", shape, b, d, err);
+          // small batches on the 2-bit, d = 8 layer
+          if (b == 2 && d == 8 && !C.quick && (in == 28672 || out == 28672 || out == in)) {
+            for (int batch : {4, 8, 16}) {
+              const double tb16 = time_cublas(C, Wr, out, in, x, y2, batch);
+              const double iob = batch * io1;
+              print_row(shape, 16, 0, "cuBLAS fp16 GemmEx", batch, tb16, double(out) * in * 2 + iob, tb16);
+              const double tb = mma(GlvqGemvTuning{}, batch);
+              print_row(shape, b, d, "mma (default)", batch, tb, double(B.packed.size()) + iob + B.param_bytes(), tb16);
+            }
+          }
+          CUDA_CHECK(cudaFree(wsb));
+        }
+      }
+      CUDA_CHECK(cudaFree(x));
+      CUDA_CHECK(cudaFree(y));
+      CUDA_CHECK(cudaFree(y2));
+    }
+    CUBLAS_CHECK(cublasDestroy(C.h));
+    CUDA_CHECK(cudaStreamDestroy(C.st));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_glvq_gemv: %s\n", e.what());
+    return 1;
+  }
+}
+#else
+#include <cstdio>
+int main() {
+  std::puts("bench_glvq_gemv: built without CUDA");
+  return 0;
+}
+#endif

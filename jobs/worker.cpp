@@ -1,0 +1,118 @@
+#include "jobs/worker.h"
+
+#include "common/error.h"
+#include "common/fs_util.h"
+#include "common/log.h"
+#include "jobs/stage.h"
+
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+namespace glvq {
+namespace {
+
+at::Device pick_device(const Config& cfg, const Comm& comm) {
+  const size_t gpus = at::hasCUDA() ? at::getNumGPUs() : 0;
+  if (cfg.device == "cpu" || (cfg.device == "auto" && gpus == 0)) return at::kCPU;
+  GLVQ_USAGE_CHECK(gpus > 0, "device: cuda was asked for but this rank sees no CUDA GPU (built without CUDA, "
+                   "or CUDA_VISIBLE_DEVICES is empty); use device: cpu or auto");
+  return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(comm.local_rank() % gpus));
+}
+
+void setup(JobContext& ctx, const WorkerArgs& args) {
+  if (args.stage != "all") make_stage(args.stage);  // an unknown stage fails before any work
+  ctx.cfg = load_config(args.config_file, args.overrides);
+  ctx.resume = args.resume;
+  ensure_dir(ctx.cfg.output_dir);
+  log_init(ctx.cfg.output_dir, ctx.comm->rank(), ctx.comm->size());
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = ctx.cfg.threads > 0 ? ctx.cfg.threads : std::max(1, hw / ctx.comm->local_size());
+  at::set_num_threads(threads);
+  ctx.device = pick_device(ctx.cfg, *ctx.comm);
+  ctx.model = load_llama_config(ctx.cfg.model.path);
+  ctx.files = std::make_unique<ModelFiles>(ctx.cfg.model.path);
+  ctx.rope = make_rope(ctx.model, std::max(ctx.cfg.calib.ctx, ctx.cfg.eval.ctx), ctx.device);
+  log_info("glvq-worker {}: rank {}/{} on {} with {} threads; model {} ({} blocks, hidden {})", GLVQ_GIT_COMMIT,
+           ctx.comm->rank(), ctx.comm->size(), ctx.device.str(), threads, ctx.cfg.model.path, ctx.model.n_layers,
+           ctx.model.hidden);
+}
+
+void write_report(JobContext& ctx, double wall_s) {
+  nlohmann::json mine = ctx.rank_report;
+  mine["rank"] = ctx.comm->rank();
+  mine["peak_rss_bytes"] = peak_rss_bytes();
+  mine["comm_wait_s"] = ctx.comm->wait_seconds();
+  mine["comm_bytes_sent"] = ctx.comm->bytes_sent();
+  mine["tensors_read"] = ctx.files->tensors_read().size();
+  mine["bytes_read"] = ctx.files->bytes_read();
+  auto all = ctx.comm->gather_strings(mine.dump());
+  if (!ctx.first_rank()) return;
+  nlohmann::json& r = ctx.report;
+  r["model"] = ctx.cfg.model.path;
+  r["method"] = ctx.cfg.quant.method;
+  if (ctx.cfg.quant.method == "none") {
+    r["bits_per_weight"] = 16.0;
+    r["code_bits_per_weight"] = 16.0;
+    r["bits_per_weight_model"] = 16.0;
+  }
+  for (const char* k : {"ppl_fp", "ppl_quant", "eval_ctx", "eval_chunks", "eval_tokens", "bits_per_weight"})
+    if (!r.contains(k)) r[k] = nullptr;
+  r["ranks"] = ctx.comm->size();
+  r["timings_s"] = ctx.timings;
+  r["timings_s"]["total"] = wall_s;
+  r["git_commit"] = GLVQ_GIT_COMMIT;
+  r["config"] = config_to_json(ctx.cfg);
+  r["per_rank"] = nlohmann::json::array();
+  for (auto& s : all) r["per_rank"].push_back(nlohmann::json::parse(s));
+  write_file_atomic(ctx.cfg.output_dir + "/report.json", r.dump(2) + "\n");
+  log_info("report: {}/report.json", ctx.cfg.output_dir);
+}
+
+}  // namespace
+
+int run_worker(Comm& comm, const WorkerArgs& args) {
+  JobContext ctx;
+  ctx.comm = &comm;
+  // Setup fails the same way on every rank (same files, same config), so
+  // every rank can return normally; rank 0 alone prints.
+  try {
+    setup(ctx, args);
+  } catch (const Error& e) {
+    if (comm.is_root()) std::fprintf(stderr, "glvq-worker: error: %s\n", e.what());
+    return e.exit_code();
+  }
+  std::vector<std::string> stages = args.stage == "all" ? stage_names() : std::vector<std::string>{args.stage};
+  auto t_start = std::chrono::steady_clock::now();
+  try {
+    for (const auto& name : stages) {
+      auto stage = make_stage(name);
+      if (name != "plan" && !ctx.have_plan) make_stage("plan")->run(ctx);
+      auto t0 = std::chrono::steady_clock::now();
+      stage->run(ctx);
+      ctx.timings[name] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      log_info("stage {} finished in {:.1f}s", name, ctx.timings[name]);
+    }
+    write_report(ctx, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+  } catch (const Error& e) {
+    log_error("{}", e.what());
+    std::fprintf(stderr, "glvq-worker: error on rank %d: %s\n", comm.rank(), e.what());
+    std::fflush(stderr);
+    log_close();
+    if (comm.size() > 1) comm.abort_job(e.exit_code());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    log_error("unexpected error: {}", e.what());
+    std::fprintf(stderr, "glvq-worker: unexpected error on rank %d: %s\n", comm.rank(), e.what());
+    std::fflush(stderr);
+    log_close();
+    if (comm.size() > 1) comm.abort_job(kExitError);
+    return kExitError;
+  }
+  log_close();
+  return kExitOk;
+}
+
+}  // namespace glvq

@@ -1,0 +1,463 @@
+// Fused GLVQ decode-GEMV: the straightforward kernel on the checkpoint layout and the
+// tensor-core kernel on the mma layout (see glvq_gemv.cuh and glvq_mma_layout.h).
+#include <algorithm>
+
+#include "glvq_device.cuh"
+#include "glvq_gemv.cuh"
+
+namespace glvq {
+namespace {
+
+constexpr int kMaxBatch = 16;
+constexpr int kMaxDim = 64;
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+int sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 132;
+  return n;
+}
+
+// --------------------------------------------------------------------------------------
+// Split-K results: y[n, r] = yacc[n, r] (+ nothing), then yacc back to zero.
+__global__ void finalize_kernel(float* __restrict__ yacc, int64_t out_pad, int64_t out, int batch,
+                                __half* __restrict__ y, int64_t ldy) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= out * batch) return;
+  const int64_t n = i / out, r = i - n * out;
+  float* a = yacc + n * out_pad + r;
+  y[n * ldy + r] = __float2half_rn(*a);
+  *a = 0.0f;
+}
+
+// --------------------------------------------------------------------------------------
+// Straightforward fused kernel: a block stages G and x for `cg` groups in shared memory;
+// each warp takes 4 rows, its lanes walk the rows' d-vectors, decode them and multiply.
+constexpr int kNaiveThreads = 256;
+constexpr int kNaiveRowsPerWarp = 4;
+constexpr int kNaiveRows = kNaiveThreads / 32 * kNaiveRowsPerWarp;
+
+struct NaiveArgs {
+  GlvqLayout L;
+  GlvqDeviceParams p;
+  const uint8_t* codes;
+  const __half* x;
+  int64_t ldx;
+  int batch, cg;
+  float* yacc;
+  int64_t out_pad;
+};
+
+template <int D>
+__global__ void __launch_bounds__(kNaiveThreads) gemv_naive_kernel(NaiveArgs a) {
+  const int d = D > 0 ? D : a.L.dim;
+  constexpr int DA = D > 0 ? D : kMaxDim;
+  const int gs = a.L.group_size;
+  const int V = gs / d;
+  const int g0 = blockIdx.y * a.cg;
+  const int ng = min(a.cg, int(a.L.in / gs) - g0);
+  const int gstride = d * d + 1;  // odd stride: lanes on different groups hit different banks
+  extern __shared__ float sm[];
+  float* Gs = sm;                       // cg * gstride
+  float* xs = Gs + a.cg * gstride;      // batch * cg * gs
+  float* cs = xs + a.batch * a.cg * gs; // cg * 3: s, s/mu, log2(1+mu)
+  for (int k = threadIdx.x; k < ng * d * d; k += blockDim.x) {
+    const int gl = k / (d * d), e = k - gl * d * d;
+    Gs[gl * gstride + e] = a.p.G[int64_t(g0 + gl) * d * d + e];
+  }
+  for (int k = threadIdx.x; k < a.batch * ng * gs; k += blockDim.x) {
+    const int n = k / (ng * gs), c = k - n * ng * gs;
+    xs[n * a.cg * gs + c] = __half2float(a.x[n * a.ldx + int64_t(g0) * gs + c]);
+  }
+  for (int gl = threadIdx.x; gl < ng; gl += blockDim.x) {
+    const dev::ExpandConst ec = dev::expand_const(a.p.scale[g0 + gl], a.p.mu[g0 + gl]);
+    cs[gl * 3 + 0] = ec.s;
+    cs[gl * 3 + 1] = ec.s_mu;
+    cs[gl * 3 + 2] = ec.log2_mu;
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int rr = 0; rr < kNaiveRowsPerWarp; ++rr) {
+    const int64_t r = int64_t(blockIdx.x) * kNaiveRows + warp * kNaiveRowsPerWarp + rr;
+    if (r >= a.L.out) break;
+    float acc[kMaxBatch];
+#pragma unroll
+    for (int n = 0; n < kMaxBatch; ++n) acc[n] = 0.0f;
+    for (int vi = lane; vi < ng * V; vi += 32) {
+      const int gl = vi / V, v = vi - gl * V, g = g0 + gl;
+      const int b = a.p.bits[g];
+      const uint8_t* src = a.codes + a.p.group_offsets[g] + (r * V + v) * ((d * b + 7) >> 3);
+      float t[DA];
+#pragma unroll
+      for (int j = 0; j < d; ++j) t[j] = fp::code_value(dev::code_at(src, j, b), b);
+      const dev::ExpandConst ec{cs[gl * 3 + 0], cs[gl * 3 + 1], cs[gl * 3 + 2]};
+      const float* Gg = Gs + gl * gstride;
+      const float* xg = xs + gl * gs + v * d;
+#pragma unroll
+      for (int i = 0; i < d; ++i) {
+        float u = 0.0f;
+#pragma unroll
+        for (int j = 0; j < d; ++j) u = fmaf(Gg[i * d + j], t[j], u);
+        const float w = dev::fast_expand(u, ec);
+#pragma unroll
+        for (int n = 0; n < kMaxBatch; ++n)
+          if (n < a.batch) acc[n] = fmaf(w, xg[n * a.cg * gs + i], acc[n]);
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < kMaxBatch; ++n) {
+      if (n < a.batch) {
+        const float s = dev::warp_sum(acc[n]);
+        if (lane == 0) atomicAdd(&a.yacc[n * a.out_pad + r], s);
+      }
+    }
+  }
+}
+
+template <int D>
+cudaError_t launch_naive(const NaiveArgs& a, cudaStream_t stream) {
+  const int d = a.L.dim, gs = a.L.group_size;
+  const size_t smem = sizeof(float) * (size_t(a.cg) * (d * d + 1) + size_t(a.batch) * a.cg * gs + a.cg * 3);
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(gemv_naive_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+  }
+  dim3 grid(unsigned((a.L.out + kNaiveRows - 1) / kNaiveRows), unsigned((a.L.groups() + a.cg - 1) / a.cg));
+  gemv_naive_kernel<D><<<grid, kNaiveThreads, smem, stream>>>(a);
+  return cudaGetLastError();
+}
+
+// --------------------------------------------------------------------------------------
+// mma path, step 1: xt = s_g G_g^T x per d-vector, in fragment order, and per-group sums.
+constexpr int kXformThreads = 128;
+
+__global__ void __launch_bounds__(kXformThreads) xform_kernel(const __half* __restrict__ x, int64_t ldx, int64_t in,
+                                                              int d, int gs, int groups, const float* __restrict__ G,
+                                                              const float* __restrict__ scale, __half* __restrict__ xt,
+                                                              float* __restrict__ psum) {
+  const int g = blockIdx.x, n = blockIdx.y;
+  extern __shared__ float sm[];
+  float* Gs = sm;      // d*d
+  float* xs = sm + d * d;  // gs
+  for (int k = threadIdx.x; k < d * d; k += blockDim.x) Gs[k] = G[int64_t(g) * d * d + k];
+  for (int c = threadIdx.x; c < gs; c += blockDim.x) xs[c] = __half2float(x[n * ldx + int64_t(g) * gs + c]);
+  __syncthreads();
+  const float s = scale[g];
+  float part = 0.0f;
+  for (int c = threadIdx.x; c < gs; c += blockDim.x) {
+    const int v = c / d, k = c - v * d;
+    float acc = 0.0f;
+    for (int i = 0; i < d; ++i) acc = fmaf(Gs[i * d + k], xs[v * d + i], acc);
+    const __half h = __float2half_rn(acc * s);
+    xt[n * in + mma::xt_pos(int64_t(g) * gs + c)] = h;
+    part += __half2float(h);
+  }
+  __shared__ float red[kXformThreads / 32];
+  part = dev::warp_sum(part);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = part;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.0f;
+    for (int w = 0; w < kXformThreads / 32; ++w) t += red[w];
+    psum[int64_t(n) * groups + g] = t;
+  }
+}
+
+// mma path, step 2: one warp per (16-row tile, K split); tensor cores on fp16 codes.
+constexpr int kMmaWarps = 4;
+constexpr int kMmaThreads = kMmaWarps * 32;
+
+struct MmaArgs {
+  const uint8_t* packed;
+  const int64_t* coff;
+  const uint8_t* cbits;
+  int64_t row_tiles, row_tile_bytes, out, out_pad, in;
+  int chunks, chunks_per_split, splits, groups, batch;
+  const __half* xt;
+  const float* psum;
+  float* yacc;
+  int* counters;
+  __half* y;
+  int64_t ldy;
+};
+
+/// U consecutive chunks of bit width B (U*W*128 contiguous bytes at cp): load every word
+/// first (U*W/4 16-byte loads per lane in flight), then unpack and multiply.
+template <int B, int KT, int NB, int U>
+__device__ __forceinline__ void mma_chunks(const uint8_t* __restrict__ cp, const __half* __restrict__ x0,
+                                           const __half* __restrict__ x1, int lane, float (&acc)[NB][4]) {
+  constexpr int S = mma::slots(B);
+  constexpr int W = mma::words(B, KT);
+  constexpr uint32_t kMask = ((1u << B) - 1u) * 0x00010001u;
+  // fp16 bits of 1024 + 2^(B-1) in both halves: (0x6400 | uz) - that = z exactly
+  constexpr uint32_t kOff = (0x6400u + (1u << (B - 1))) * 0x00010001u;
+  uint32_t w[U][W];
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const uint8_t* p = cp + u * W * 128;
+#pragma unroll
+    for (int q = 0; q < W / 4; ++q) {
+      const uint4 v = __ldcs(reinterpret_cast<const uint4*>(p + q * 512) + lane);
+      w[u][4 * q + 0] = v.x;
+      w[u][4 * q + 1] = v.y;
+      w[u][4 * q + 2] = v.z;
+      w[u][4 * q + 3] = v.w;
+    }
+    if constexpr (W % 4 >= 2) {
+      const uint2 v = __ldcs(reinterpret_cast<const uint2*>(p + (W / 4) * 512) + lane);
+      w[u][(W / 4) * 4 + 0] = v.x;
+      w[u][(W / 4) * 4 + 1] = v.y;
+    }
+    if constexpr (W % 2 == 1) {
+      w[u][W - 1] = __ldcs(reinterpret_cast<const unsigned int*>(p + (W / 4) * 512 + (W % 4 >= 2 ? 256 : 0)) + lane);
+    }
+  }
+  uint2 xb[U][KT][NB];
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int kt = 0; kt < KT; ++kt) {
+      xb[u][kt][0] = __ldg(reinterpret_cast<const uint2*>(x0 + (u * KT + kt) * 16));
+      if constexpr (NB == 2) xb[u][kt][1] = __ldg(reinterpret_cast<const uint2*>(x1 + (u * KT + kt) * 16));
+    }
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int kt = 0; kt < KT; ++kt) {
+      uint32_t a[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = 4 * kt + i;
+        a[i] = dev::hsub2_bits(((w[u][r / S] >> (B * (r % S))) & kMask) | 0x64006400u, kOff);
+      }
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb) dev::mma_16816(acc[nb], a[0], a[1], a[2], a[3], xb[u][kt][nb].x, xb[u][kt][nb].y);
+    }
+}
+
+template <int KT, int NB, int U>
+__device__ __forceinline__ void mma_dispatch(int b, const uint8_t* cp, const __half* x0, const __half* x1, int lane,
+                                             float (&acc)[NB][4]) {
+  switch (b) {
+    case 1: mma_chunks<1, KT, NB, U>(cp, x0, x1, lane, acc); break;
+    case 2: mma_chunks<2, KT, NB, U>(cp, x0, x1, lane, acc); break;
+    case 3: mma_chunks<3, KT, NB, U>(cp, x0, x1, lane, acc); break;
+    case 4: mma_chunks<4, KT, NB, U>(cp, x0, x1, lane, acc); break;
+    case 5: mma_chunks<5, KT, NB, U>(cp, x0, x1, lane, acc); break;
+    case 6: mma_chunks<6, KT, NB, U>(cp, x0, x1, lane, acc); break;
+    case 7: mma_chunks<7, KT, NB, U>(cp, x0, x1, lane, acc); break;
+    default: mma_chunks<8, KT, NB, U>(cp, x0, x1, lane, acc); break;
+  }
+}
+
+template <int KT, int NB, int MAXU>
+__global__ void __launch_bounds__(kMmaThreads) gemv_mma_kernel(MmaArgs a) {
+  const int lane = threadIdx.x & 31;
+  const int64_t mt = int64_t(blockIdx.x) * kMmaWarps + (threadIdx.x >> 5);
+  if (mt >= a.row_tiles) return;
+  const int c0 = blockIdx.y * a.chunks_per_split;
+  const int c1 = min(a.chunks, c0 + a.chunks_per_split);
+  const int gid = lane >> 2, t4 = lane & 3;
+  const int n0 = min(gid, a.batch - 1), n1 = min(gid + 8, a.batch - 1);
+  float acc[NB][4];
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[nb][j] = 0.0f;
+  const uint8_t* tile = a.packed + mt * a.row_tile_bytes;
+  const __half* x0 = a.xt + int64_t(n0) * a.in + 4 * t4;
+  const __half* x1 = a.xt + int64_t(n1) * a.in + 4 * t4;
+  for (int c = c0; c < c1;) {
+    const int b = __ldg(a.cbits + c);
+    const int64_t xo = int64_t(c) * 16 * KT;
+    const uint8_t* cp = tile + __ldg(a.coff + c);
+    if (MAXU >= 2 && c + 1 < c1 && __ldg(a.cbits + c + 1) == b) {
+      mma_dispatch<KT, NB, 2>(b, cp, x0 + xo, x1 + xo, lane, acc);
+      c += 2;
+    } else {
+      mma_dispatch<KT, NB, 1>(b, cp, x0 + xo, x1 + xo, lane, acc);
+      c += 1;
+    }
+  }
+  // this lane holds rows gid, gid+8 of the tile and batch columns 2 t4 + {0,1} (+8 nb)
+  const int64_t rbase = mt * 16 + gid;
+  if (a.splits > 1) {
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int n = nb * 8 + 2 * t4 + (j & 1);
+        if (n < a.batch) atomicAdd(&a.yacc[n * a.out_pad + rbase + (j >> 1) * 8], acc[nb][j]);
+      }
+    __threadfence();
+    __syncwarp();
+    int last = 0;
+    if (lane == 0) last = atomicAdd(&a.counters[mt], 1) == a.splits - 1;
+    last = __shfl_sync(0xffffffffu, last, 0);
+    if (!last) return;
+    __threadfence();
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int n = nb * 8 + 2 * t4 + (j & 1);
+        if (n < a.batch) {
+          float* p = &a.yacc[n * a.out_pad + rbase + (j >> 1) * 8];
+          acc[nb][j] = __ldcg(p);
+          *p = 0.0f;
+        }
+      }
+    if (lane == 0) a.counters[mt] = 0;
+  }
+  // + 1/2 sum_c xt[n, c]: the half of t = z + 1/2
+  float cst[NB][2];
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) cst[nb][0] = cst[nb][1] = 0.0f;
+  for (int n = 0; n < a.batch; ++n) {
+    float s = 0.0f;
+    for (int g = lane; g < a.groups; g += 32) s += __ldg(a.psum + int64_t(n) * a.groups + g);
+    s = 0.5f * dev::warp_sum(s);
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int q = 0; q < 2; ++q)
+        if (nb * 8 + 2 * t4 + q == n) cst[nb][q] = s;
+  }
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int n = nb * 8 + 2 * t4 + (j & 1);
+      const int64_t row = rbase + (j >> 1) * 8;
+      if (n < a.batch && row < a.out) a.y[n * a.ldy + row] = __float2half_rn(acc[nb][j] + cst[nb][j & 1]);
+    }
+}
+
+template <int KT, int NB>
+cudaError_t launch_mma_kt(const MmaArgs& a, int unroll, cudaStream_t stream) {
+  dim3 grid(unsigned((a.row_tiles + kMmaWarps - 1) / kMmaWarps), unsigned(a.splits));
+  if (unroll >= 2)
+    gemv_mma_kernel<KT, NB, 2><<<grid, kMmaThreads, 0, stream>>>(a);
+  else
+    gemv_mma_kernel<KT, NB, 1><<<grid, kMmaThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <int NB>
+cudaError_t launch_mma(const MmaArgs& a, int kt, int unroll, cudaStream_t stream) {
+  switch (kt) {
+    case 1: return launch_mma_kt<1, NB>(a, unroll, stream);
+    case 2: return launch_mma_kt<2, NB>(a, unroll, stream);
+    case 4: return launch_mma_kt<4, NB>(a, unroll, stream);
+    case 8: return launch_mma_kt<8, NB>(a, unroll, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+// --------------------------------------------------------------------------------------
+size_t glvq_gemv_workspace_bytes(const GlvqLayout& L, int max_batch) {
+  const int64_t mt = (L.out + 15) / 16;
+  return size_t(round_up(int64_t(max_batch) * L.in * 2, 256) + round_up(int64_t(max_batch) * L.groups() * 4, 256) +
+                round_up(int64_t(max_batch) * mt * 16 * 4, 256) + round_up(mt * 4, 256));
+}
+
+cudaError_t glvq_gemv_workspace_init(const GlvqLayout& L, int max_batch, void* base, GlvqGemvWorkspace* ws,
+                                     cudaStream_t stream) {
+  if (max_batch < 1 || max_batch > kMaxBatch || reinterpret_cast<uintptr_t>(base) % 256) return cudaErrorInvalidValue;
+  const int64_t mt = (L.out + 15) / 16;
+  char* p = static_cast<char*>(base);
+  ws->xt = reinterpret_cast<__half*>(p);
+  p += round_up(int64_t(max_batch) * L.in * 2, 256);
+  ws->psum = reinterpret_cast<float*>(p);
+  p += round_up(int64_t(max_batch) * L.groups() * 4, 256);
+  ws->yacc = reinterpret_cast<float*>(p);
+  p += round_up(int64_t(max_batch) * mt * 16 * 4, 256);
+  ws->counters = reinterpret_cast<int*>(p);
+  ws->max_batch = max_batch;
+  return cudaMemsetAsync(base, 0, glvq_gemv_workspace_bytes(L, max_batch), stream);
+}
+
+cudaError_t glvq_gemv_naive_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes,
+                                   const __half* x, int64_t ldx, __half* y, int64_t ldy, int batch,
+                                   const GlvqGemvWorkspace& ws, cudaStream_t stream) {
+  if (batch < 1 || batch > ws.max_batch || L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim ||
+      L.in % L.group_size || ldx < L.in || ldy < L.out)
+    return cudaErrorInvalidValue;
+  NaiveArgs a{L, p, codes, x, ldx, batch, 0, ws.yacc, round_up(L.out, 16)};
+  // about 512 columns a block, fewer when G or x would not fit in shared memory
+  a.cg = std::max(1, 512 / L.group_size);
+  auto smem = [&](int cg) {
+    return sizeof(float) * (size_t(cg) * (L.dim * L.dim + 1) + size_t(batch) * cg * L.group_size + cg * 3);
+  };
+  while (a.cg > 1 && smem(a.cg) > 160 * 1024) a.cg /= 2;
+  if (smem(a.cg) > 200 * 1024 || (L.groups() + a.cg - 1) / a.cg > 65535) return cudaErrorInvalidValue;
+  cudaError_t e;
+  switch (L.dim) {
+    case 4: e = launch_naive<4>(a, stream); break;
+    case 8: e = launch_naive<8>(a, stream); break;
+    case 16: e = launch_naive<16>(a, stream); break;
+    case 32: e = launch_naive<32>(a, stream); break;
+    default: e = launch_naive<0>(a, stream); break;
+  }
+  if (e != cudaSuccess) return e;
+  const int64_t n = L.out * batch;
+  finalize_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(ws.yacc, a.out_pad, L.out, batch, y, ldy);
+  return cudaGetLastError();
+}
+
+GlvqMmaDevice glvq_mma_device(const GlvqMmaPlan& P, const uint8_t* packed, const int64_t* chunk_offsets,
+                              const uint8_t* chunk_bits) {
+  GlvqMmaDevice M;
+  M.packed = packed;
+  M.chunk_offsets = chunk_offsets;
+  M.chunk_bits = chunk_bits;
+  M.out = P.out;
+  M.in = P.in;
+  M.row_tiles = P.row_tiles;
+  M.row_tile_bytes = P.row_tile_bytes;
+  M.chunks = P.chunks;
+  M.dim = P.dim;
+  M.group_size = P.group_size;
+  M.kt = P.kt;
+  return M;
+}
+
+cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams& p, const __half* x, int64_t ldx,
+                                 __half* y, int64_t ldy, int batch, const GlvqGemvWorkspace& ws,
+                                 cudaStream_t stream, const GlvqGemvTuning& tune) {
+  if (batch < 1 || batch > ws.max_batch || M.group_size % 16 || M.in % M.group_size || ldx < M.in ||
+      ldy < M.out || M.chunks < 1 || M.chunks > (int64_t(1) << 30) || M.row_tiles > (int64_t(65535) * kMmaWarps))
+    return cudaErrorInvalidValue;
+  const int groups = int(M.in / M.group_size);
+  if (groups > 65535) return cudaErrorInvalidValue;
+  const size_t xsmem = sizeof(float) * (size_t(M.dim) * M.dim + M.group_size);
+  if (xsmem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(xform_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(xsmem));
+    if (e != cudaSuccess) return e;
+  }
+  xform_kernel<<<dim3(unsigned(groups), unsigned(batch)), kXformThreads, xsmem, stream>>>(
+      x, ldx, M.in, M.dim, M.group_size, groups, p.G, p.scale, ws.xt, ws.psum);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+
+  const int chunks = int(M.chunks);
+  int splits = tune.splits;
+  if (splits <= 0) {
+    static const int sms = sm_count();
+    const int64_t target = int64_t(sms) * std::max(1, tune.warps_per_sm);
+    splits = int(std::min<int64_t>(chunks, std::max<int64_t>(1, (target + M.row_tiles - 1) / M.row_tiles)));
+  }
+  splits = std::min(splits, std::min(chunks, 65535));
+  const int cps = (chunks + splits - 1) / splits;
+  splits = (chunks + cps - 1) / cps;  // no empty split
+  MmaArgs a{M.packed, M.chunk_offsets, M.chunk_bits, M.row_tiles, M.row_tile_bytes, M.out, round_up(M.out, 16),
+            M.in,     chunks,          cps,          splits,      groups,           batch,  ws.xt,
+            ws.psum,  ws.yacc,         ws.counters,  y,           ldy};
+  return batch <= 8 ? launch_mma<1>(a, M.kt, tune.unroll, stream) : launch_mma<2>(a, M.kt, tune.unroll, stream);
+}
+
+}  // namespace glvq

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test suite: GoogleTest units (ctest) and end-to-end runs (tests/e2e/*.sh)
+# of the built binaries. Expects scripts/setup.sh to have run.
+# GLVQ_BUILD_DIR selects the build (default build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${GLVQ_BUILD_DIR:-build}
+[[ -x $build_dir/glvq-worker ]] || { echo "test: $build_dir/glvq-worker is missing; run scripts/setup.sh first" >&2; exit 2; }
+
+start=$(date +%s)
+failed=0
+passed=0
+ctest --test-dir "$build_dir" -L cpu --output-on-failure -j "$(nproc)" || failed=$((failed + 1))
+
+for t in tests/e2e/*.sh; do
+  [[ -e $t ]] || continue
+  echo "=== e2e: $t"
+  t0=$(date +%s)
+  if GLVQ_BUILD_DIR=$build_dir bash "$t"; then
+    passed=$((passed + 1)); echo "=== PASS $t ($(( $(date +%s) - t0 ))s)"
+  else
+    failed=$((failed + 1)); echo "=== FAIL $t ($(( $(date +%s) - t0 ))s)"
+  fi
+done
+echo "test suite finished in $(( $(date +%s) - start ))s"
+echo "e2e: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,19 @@
+#pragma once
+/// Durable file writes: never leave a half-written output that looks valid.
+#include <string>
+
+namespace glvq {
+
+/// Writes BYTES to PATH through PATH.tmp-<pid>, fsyncs the file and its
+/// directory, then renames. Throws glvq::Error naming PATH on failure (disk
+/// full, read-only, missing directory); the previous PATH is left untouched.
+void write_file_atomic(const std::string& path, const std::string& bytes);
+/// fsyncs a file that was written by other means (e.g. HDF5), then renames it.
+void fsync_and_rename(const std::string& tmp_path, const std::string& final_path);
+/// mkdir -p; throws naming the directory when it cannot be created.
+void ensure_dir(const std::string& dir);
+bool file_exists(const std::string& path);
+/// Whole file as bytes; throws naming the file.
+std::string read_file(const std::string& path);
+
+}  // namespace glvq

@@ -1,0 +1,100 @@
+#pragma once
+/// The resolved experiment configuration (configs/*.yaml + --set overrides).
+/// Every key is strict: unknown keys, wrong types and out-of-range values are
+/// UsageErrors naming the file, line and key path (docs/CONFIG.md lists them all).
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace glvq {
+
+struct ModelConfig {
+  std::string path;  ///< HF Llama-family directory (required)
+};
+
+struct DataConfig {
+  std::string calib;  ///< calibration text (required when a quantizer runs)
+  std::string eval;   ///< evaluation text (required)
+};
+
+struct CalibConfig {
+  int ctx = 1024;            ///< tokens per calibration sequence, 16..131072
+  int samples = 128;         ///< number of sequences, 1..100000
+  uint64_t seed = 0;         ///< selects the sequences deterministically
+  int micro_batch = 4;       ///< sequences per pipeline message, 1..1024
+  std::string propagate = "quantized";  ///< fp | quantized
+};
+
+struct EvalConfig {
+  int ctx = 1024;        ///< 16..131072
+  int max_chunks = 0;    ///< 0 = all chunks
+  int micro_batch = 4;   ///< chunks per forward / pipeline message, 1..1024
+};
+
+struct GlvqConfig {
+  int dim = 8;                  ///< lattice dimension d: 2..64, divides group_size
+  int group_size = 128;         ///< input columns per group; 0 = the whole row
+  int iters = 200;              ///< optimisation step cap, 0..100000
+  double lr = 1e-3;             ///< Adam learning rate on G and mu
+  double lambda = 1e-4;         ///< weight of ||G - G0||_F^2 (relative to the loss scale)
+  double sigma_min = 1e-4;      ///< singular-value bounds for G, relative to G0's largest
+  double sigma_max = 1e4;
+  double eps = 1e-5;            ///< stop when the relative loss change falls below
+  bool companding = true;       ///< learnable mu-law per group
+  std::string rounding = "babai";  ///< babai | nearest_plane
+  bool bit_alloc = true;        ///< salience-driven N-1/N/N+1 allocation
+  bool error_feedback = false;  ///< LDLQ-style feedback across groups
+  bool incoherence = false;     ///< randomized Hadamard on W and H before grouping
+};
+
+struct GptqConfig {
+  double damp = 0.01;
+  bool act_order = true;
+  int group_size = 128;
+  bool static_groups = true;
+};
+
+struct RtnConfig {
+  int group_size = 128;
+};
+
+struct QuantConfig {
+  std::string method = "none";  ///< none | rtn | gptq | glvq
+  double bits = 2.0;            ///< target bits per weight of the codes, 1..8
+  GlvqConfig glvq;
+  GptqConfig gptq;
+  RtnConfig rtn;
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  CalibConfig calib;
+  EvalConfig eval;
+  QuantConfig quant;
+  std::string device = "auto";  ///< auto | cpu | cuda
+  std::string output_dir;       ///< required
+  int threads = 0;              ///< intra-op threads per rank; 0 = cores / ranks on the node
+  uint64_t seed = 0;            ///< seed for learning (incoherence signs, tie breaks)
+
+  std::string source_file;      ///< the YAML file it came from (not a key)
+};
+
+/// Loads FILE, applies each "key.path=value" override in order, validates
+/// everything and resolves defaults. Throws UsageError naming file/line/key.
+Config load_config(const std::string& file, const std::vector<std::string>& overrides = {});
+
+/// Parses YAML text (used by tests; `origin` names it in messages).
+Config parse_config(const std::string& yaml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides = {});
+
+/// Every key with its resolved value (what report.json and checkpoints record).
+nlohmann::json config_to_json(const Config& cfg);
+
+/// The subset of keys that change the quantized result (model path excluded:
+/// the model is identified by its tensor checksums). Used for resume hashing.
+nlohmann::json quant_config_to_json(const Config& cfg);
+
+}  // namespace glvq

@@ -1,0 +1,166 @@
+#include "nn/llama.h"
+
+#include "common/error.h"
+#include "nn/tensor_io.h"
+
+#include <cmath>
+
+namespace glvq {
+
+const char* linear_suffix(Linear l) {
+  static const char* names[kNumLinears] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                           "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                           "mlp.down_proj"};
+  return names[static_cast<int>(l)];
+}
+
+std::string linear_tensor_name(int layer, Linear l) {
+  return fmt::format("model.layers.{}.{}.weight", layer, linear_suffix(l));
+}
+
+Tap tap_of(Linear l) {
+  switch (l) {
+    case Linear::Q: case Linear::K: case Linear::V: return Tap::AttnIn;
+    case Linear::O: return Tap::OIn;
+    case Linear::Gate: case Linear::Up: return Tap::MlpIn;
+    case Linear::Down: return Tap::DownIn;
+  }
+  GLVQ_ASSERT(false);
+  return Tap::AttnIn;
+}
+
+const char* tap_name(Tap t) {
+  static const char* names[kNumTaps] = {"attn_in", "o_in", "mlp_in", "down_in"};
+  return names[static_cast<int>(t)];
+}
+
+std::vector<std::string> block_tensor_names(int layer) {
+  std::vector<std::string> names = {fmt::format("model.layers.{}.input_layernorm.weight", layer),
+                                    fmt::format("model.layers.{}.post_attention_layernorm.weight", layer)};
+  for (int i = 0; i < kNumLinears; ++i) names.push_back(linear_tensor_name(layer, static_cast<Linear>(i)));
+  return names;
+}
+
+namespace {
+std::vector<int64_t> linear_shape(const LlamaConfig& c, Linear l) {
+  const int64_t h = c.hidden, q = int64_t(c.n_heads) * c.head_dim, kv = int64_t(c.n_kv_heads) * c.head_dim;
+  switch (l) {
+    case Linear::Q: return {q, h};
+    case Linear::K: case Linear::V: return {kv, h};
+    case Linear::O: return {h, q};
+    case Linear::Gate: case Linear::Up: return {c.intermediate, h};
+    case Linear::Down: return {h, c.intermediate};
+  }
+  return {};
+}
+
+at::Tensor load_checked(ModelFiles& files, const std::string& name, std::vector<int64_t> shape,
+                        const at::Device& device) {
+  const TensorView& v = files.get(name);
+  check_shape(v, std::move(shape));
+  return to_float_tensor(v, device);
+}
+}  // namespace
+
+BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, const at::Device& device) {
+  GLVQ_CHECK(layer >= 0 && layer < cfg.n_layers, "block {} does not exist: the model has {} blocks", layer,
+             cfg.n_layers);
+  BlockWeights b;
+  auto names = block_tensor_names(layer);
+  b.input_norm = load_checked(files, names[0], {cfg.hidden}, device);
+  b.post_norm = load_checked(files, names[1], {cfg.hidden}, device);
+  for (int i = 0; i < kNumLinears; ++i)
+    b.w[i] = load_checked(files, names[2 + i], linear_shape(cfg, static_cast<Linear>(i)), device);
+  return b;
+}
+
+HeadWeights load_head(ModelFiles& files, const LlamaConfig& cfg, bool first, bool last, const at::Device& device) {
+  HeadWeights h;
+  const std::vector<int64_t> emb_shape = {cfg.vocab, cfg.hidden};
+  const bool tied = cfg.tie_word_embeddings || !files.has("lm_head.weight");
+  if (first || (last && tied)) h.embed = load_checked(files, "model.embed_tokens.weight", emb_shape, device);
+  if (last) {
+    h.norm = load_checked(files, "model.norm.weight", {cfg.hidden}, device);
+    h.lm_head = tied ? h.embed : load_checked(files, "lm_head.weight", emb_shape, device);
+  }
+  return h;
+}
+
+Rope make_rope(const LlamaConfig& cfg, int64_t max_len, const at::Device& device) {
+  const int64_t hd = cfg.head_dim;
+  // Tables in double then rounded once: matches HF's fp32 tables to the last bit or two.
+  auto opts = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor inv_freq = 1.0 / at::pow(cfg.rope_theta, at::arange(0, hd, 2, opts) / double(hd));
+  at::Tensor pos = at::arange(max_len, opts);
+  at::Tensor freqs = at::outer(pos, inv_freq);
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(device, at::kFloat), emb.sin().to(device, at::kFloat)};
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  at::Tensor var = x.pow(2).mean(-1, /*keepdim=*/true);
+  return x * at::rsqrt(var + eps) * w;
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const Rope& rope) {
+  const int64_t T = x.size(2), half = x.size(3) / 2;
+  GLVQ_CHECK(T <= rope.cos.size(0), "sequence of {} tokens is longer than the rotary table ({})", T,
+             rope.cos.size(0));
+  at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
+  at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  at::Tensor rotated = at::cat({-x2, x1}, -1);
+  return x * cos + rotated * sin;
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), KV = k.size(1);
+  const int64_t rep = H / KV;
+  // Query heads of one KV group are folded into the sequence dimension so the
+  // shared K/V are used without being copied rep times.
+  at::Tensor qg = q.reshape({B, KV, rep * T, hd});
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)) / std::sqrt(double(hd));  // [B, KV, rep*T, T]
+  scores = scores.view({B, KV, rep, T, T});
+  at::Tensor mask = at::ones({T, T}, q.options().dtype(at::kBool)).triu(1);
+  scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+  at::Tensor p = at::softmax(scores, -1).view({B, KV, rep * T, T});
+  return at::matmul(p, v).view({B, H, T, hd});
+}
+
+at::Tensor block_forward(const BlockWeights& w, const LlamaConfig& cfg, const Rope& rope, const at::Tensor& x,
+                         const TapFn* tap) {
+  const int64_t B = x.size(0), T = x.size(1), hd = cfg.head_dim;
+  auto emit = [&](Tap t, const at::Tensor& in) {
+    if (tap) (*tap)(t, in.reshape({-1, in.size(-1)}));
+  };
+  at::Tensor h = rms_norm(x, w.input_norm, cfg.rms_eps);
+  emit(Tap::AttnIn, h);
+  at::Tensor q = at::linear(h, w[Linear::Q]).view({B, T, cfg.n_heads, hd}).transpose(1, 2);
+  at::Tensor k = at::linear(h, w[Linear::K]).view({B, T, cfg.n_kv_heads, hd}).transpose(1, 2);
+  at::Tensor v = at::linear(h, w[Linear::V]).view({B, T, cfg.n_kv_heads, hd}).transpose(1, 2);
+  q = apply_rope(q, rope);
+  k = apply_rope(k, rope);
+  at::Tensor a = causal_attention(q.contiguous(), k.contiguous(), v.contiguous());
+  a = a.transpose(1, 2).reshape({B, T, int64_t(cfg.n_heads) * hd});
+  emit(Tap::OIn, a);
+  at::Tensor x2 = x + at::linear(a, w[Linear::O]);
+  at::Tensor m = rms_norm(x2, w.post_norm, cfg.rms_eps);
+  emit(Tap::MlpIn, m);
+  at::Tensor act = at::silu(at::linear(m, w[Linear::Gate])) * at::linear(m, w[Linear::Up]);
+  emit(Tap::DownIn, act);
+  return x2 + at::linear(act, w[Linear::Down]);
+}
+
+double nll_sum(const HeadWeights& hw, const LlamaConfig& cfg, const at::Tensor& hidden, const at::Tensor& tokens) {
+  double total = 0;
+  const int64_t B = hidden.size(0);
+  for (int64_t b = 0; b < B; ++b) {
+    at::Tensor h = rms_norm(hidden[b], hw.norm, cfg.rms_eps);
+    at::Tensor logits = at::linear(h.narrow(0, 0, h.size(0) - 1), hw.lm_head);  // [T-1, V]
+    at::Tensor logp = at::log_softmax(logits, -1);
+    at::Tensor target = tokens[b].narrow(0, 1, tokens.size(1) - 1).to(logits.device(), at::kLong);
+    total -= logp.gather(1, target.unsqueeze(1)).to(at::kDouble).sum().item<double>();
+  }
+  return total;
+}
+
+}  // namespace glvq

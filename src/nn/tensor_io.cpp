@@ -1,0 +1,44 @@
+#include "nn/tensor_io.h"
+
+#include "common/error.h"
+
+#include <fmt/ranges.h>
+
+namespace glvq {
+
+at::ScalarType to_scalar_type(DType t) {
+  switch (t) {
+    case DType::F32: return at::kFloat;
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    case DType::F64: return at::kDouble;
+    case DType::I64: return at::kLong;
+    case DType::I32: return at::kInt;
+    case DType::I16: return at::kShort;
+    case DType::I8: return at::kChar;
+    case DType::U8: return at::kByte;
+    case DType::BOOL: return at::kBool;
+  }
+  GLVQ_FAIL("unknown dtype");
+}
+
+void check_shape(const TensorView& v, std::vector<int64_t> expected) {
+  GLVQ_CHECK(v.shape == expected, "{}: tensor {} has shape [{}], expected [{}] from config.json",
+             v.file, v.name, fmt::join(v.shape, ", "), fmt::join(expected, ", "));
+}
+
+at::Tensor to_float_tensor(const TensorView& v, const at::Device& device) {
+  GLVQ_CHECK(v.dtype == DType::F32 || v.dtype == DType::F16 || v.dtype == DType::BF16,
+             "{}: tensor {} has dtype {}; glvq reads F32, F16 and BF16 weights", v.file, v.name,
+             dtype_name(v.dtype));
+  // from_blob does not own the mapping; the copy below detaches from it.
+  at::Tensor src = at::from_blob(const_cast<void*>(v.data), v.shape,
+                                 at::TensorOptions().dtype(to_scalar_type(v.dtype)));
+  at::Tensor out = src.to(device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  GLVQ_CHECK(at::isfinite(out).all().item<bool>(),
+             "{}: tensor {} contains NaN or Inf values; the checkpoint is corrupt or was saved "
+             "after a diverged run", v.file, v.name);
+  return out;
+}
+
+}  // namespace glvq

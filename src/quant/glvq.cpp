@@ -1,0 +1,263 @@
+#include "quant/glvq.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "quant/glvq_codec.h"
+#include "quant/glvq_encode.h"
+#include "quant/glvq_feedback.h"
+#include "quant/glvq_group_ops.h"
+#include "quant/glvq_hadamard.h"
+#include "quant/glvq_init.h"
+#include "quant/glvq_learn.h"
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+#include <vector>
+
+namespace glvq {
+namespace {
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t z = a ^ (b + 0x9E3779B97F4A7C15ull + (a << 6) + (a >> 2));
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::vector<double> to_vector(const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kCPU, at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+double attr(const QuantizedLinear& q, const char* key) {
+  auto it = q.attrs.find(key);
+  GLVQ_CHECK(it != q.attrs.end(), "the glvq layer [{}, {}] has no \"{}\" attribute: the checkpoint is damaged",
+             q.out, q.in, key);
+  return it->second;
+}
+
+const at::Tensor& array(const QuantizedLinear& q, const char* key, at::ScalarType dtype, int64_t numel) {
+  auto it = q.arrays.find(key);
+  GLVQ_CHECK(it != q.arrays.end(), "the glvq layer [{}, {}] has no \"{}\" array: the checkpoint is damaged", q.out,
+             q.in, key);
+  GLVQ_CHECK(it->second.scalar_type() == dtype && it->second.numel() == numel,
+             "the glvq layer [{}, {}]: array \"{}\" is {} with {} values, expected {} with {}: the checkpoint is "
+             "damaged",
+             q.out, q.in, key, c10::toString(it->second.scalar_type()), it->second.numel(), c10::toString(dtype),
+             numel);
+  return it->second;
+}
+
+/// The layer as stored for transformed weight WP encoded with P (on the storage grid).
+struct Stored {
+  QuantizedLinear q;
+  at::Tensor targets;
+};
+
+}  // namespace
+
+at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device) {
+  GLVQ_CHECK(q.method == "glvq", "glvq_dequantize: the layer was stored by \"{}\", not glvq", q.method);
+  GlvqLayout L;
+  L.out = q.out;
+  L.in = q.in;
+  L.dim = static_cast<int>(attr(q, "dim"));
+  L.group_size = static_cast<int>(attr(q, "group_size"));
+  GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0 && L.in % L.group_size == 0,
+             "the glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged",
+             q.out, q.in, L.dim, L.group_size);
+  const int64_t B = L.groups(), d = L.dim;
+  const at::Tensor bits = array(q, "bits", at::kByte, B).contiguous();
+  for (int64_t g = 0; g < B; ++g) {
+    const int b = bits.data_ptr<uint8_t>()[g];
+    GLVQ_CHECK(b >= 1 && b <= 8, "the glvq layer [{}, {}]: group {} has {} bits (1..8 allowed)", q.out, q.in, g, b);
+  }
+  const std::vector<int64_t> off = glvq_group_offsets(L, bits.data_ptr<uint8_t>());
+  const at::Tensor codes = array(q, "codes", at::kByte, off.back()).contiguous();
+  const at::Tensor G = array(q, "G", at::kHalf, B * d * d).to(at::kFloat).reshape({B, d, d}).contiguous();
+  const at::Tensor mu = array(q, "mu", at::kHalf, B).to(at::kFloat).contiguous();
+  const at::Tensor scale = array(q, "scale", at::kHalf, B).to(at::kFloat).contiguous();
+  // The decoder reads only G; the codec's parameter block also carries G^-1.
+  const at::Tensor Ginv = at::linalg_inv(G.to(at::kDouble)).to(at::kFloat).contiguous();
+  const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(),
+                          G.data_ptr<float>(), Ginv.data_ptr<float>()};
+  at::Tensor W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
+  glvq_decode_ref(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
+  W = W.to(device);
+  if (attr(q, "incoherence") != 0) {
+    const at::Tensor s_in = glvq_unpack_signs(array(q, "signs_in", at::kByte, (q.in + 7) / 8), q.in);
+    const at::Tensor s_out = glvq_unpack_signs(array(q, "signs_out", at::kByte, (q.out + 7) / 8), q.out);
+    W = glvq_coherent_weight(W, s_out.to(device), s_in.to(device));
+  }
+  return W;
+}
+
+at::Tensor glvq_dequantize(const QuantizedLinear& q) { return glvq_dequantize_on(q, at::Device(at::kCPU)); }
+
+QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_in, const std::string& name,
+                                    const GlvqOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const GlvqConfig& c = opt.cfg;
+  GLVQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
+             "layer {}: glvq needs W [out, in] and H [in, in], got {} and {} dimensions", name, W_in.dim(),
+             H_in.dim());
+  const int64_t out = W_in.size(0), in = W_in.size(1), d = c.dim;
+  const int64_t gs = c.group_size == 0 ? in : c.group_size;
+  GLVQ_CHECK(d >= 2 && gs % d == 0,
+             "layer {}: quant.glvq.dim = {} must divide the group size {} (quant.glvq.group_size = {})", name, d,
+             gs, c.group_size);
+  GLVQ_CHECK(in % gs == 0,
+             "layer {} [{}, {}]: quant.glvq.group_size = {} does not divide its {} input columns; use a divisor "
+             "of {} or 0 (whole rows)",
+             name, out, in, gs, in, in);
+  GLVQ_CHECK(c.rounding == "babai" || c.rounding == "nearest_plane",
+             "quant.glvq.rounding = \"{}\" is not known (babai, nearest_plane)", c.rounding);
+  const at::Device dev = W_in.device();
+  const at::Tensor W = W_in.to(at::kFloat).contiguous();
+  const at::Tensor H = H_in.to(dev, at::kFloat).contiguous();
+  const uint64_t layer_seed = mix(opt.seed, fnv1a(name));
+
+  at::Tensor Wp = W, Hp = H, s_in, s_out;
+  if (c.incoherence) {
+    s_in = glvq_random_signs(in, mix(layer_seed, 1)).to(dev);
+    s_out = glvq_random_signs(out, mix(layer_seed, 2)).to(dev);
+    Wp = glvq_incoherent_weight(W, s_out, s_in);
+    Hp = glvq_incoherent_hessian(H, s_in);
+  }
+  const at::Tensor Wg = glvq_group_view(Wp, gs);
+  const int64_t B = Wg.size(0);
+
+  // Metric of each group and the feedback factors.
+  at::Tensor A, F_intra;
+  GlvqEncodeOptions eo;
+  eo.companding = c.companding;
+  eo.rounding = c.rounding;
+  if (c.error_feedback) {
+    const int64_t fb = opt.feedback_block > 0 ? opt.feedback_block : d;
+    GLVQ_CHECK(gs % fb == 0 && fb % d == 0, "layer {}: feedback block {} must be a multiple of dim {} dividing {}",
+               name, fb, d, gs);
+    const at::Tensor U = glvq_inverse_cholesky(Hp, opt.damp, name);
+    eo.F_full = glvq_feedback_matrix(U, fb);
+    eo.feedback_block = fb;
+    A = glvq_feedback_metrics(U, gs);
+    if (fb < gs) F_intra = glvq_diag_blocks(eo.F_full, gs);
+  } else {
+    A = glvq_diag_blocks(Hp, gs);
+  }
+
+  // Init at every width the allocation asks about; the allocation picks per group.
+  const GlvqInitStats st = glvq_init_stats(Wg, d, c.companding);
+  std::map<int, std::pair<GlvqParams, at::Tensor>> inits;
+  auto init_at = [&](int b) -> const std::pair<GlvqParams, at::Tensor>& {
+    auto it = inits.find(b);
+    if (it == inits.end()) {
+      const at::Tensor bits = at::full({B}, b, at::TensorOptions().dtype(at::kLong).device(dev));
+      at::Tensor loss;
+      GlvqParams p = glvq_init_params(Wg, st, bits, A, F_intra, c.rounding, c.companding, &loss);
+      it = inits.emplace(b, std::make_pair(p, loss)).first;
+    }
+    return it->second;
+  };
+  const at::Tensor diagH = Hp.diagonal().reshape({B, 1, gs});
+  const std::vector<double> salience = to_vector((Wg.square() * diagH).sum({1, 2}));
+  const std::vector<int> widths = glvq_allocate_bits(
+      opt.bits, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
+  at::Tensor bits_t = at::tensor(std::vector<int64_t>(widths.begin(), widths.end()), at::kLong).to(dev);
+  GlvqParams P0{at::empty({B, d, d}, W.options()), st.mu, st.scale, bits_t};
+  for (int b : std::set<int>(widths.begin(), widths.end()))
+    P0.G = at::where((bits_t == b).reshape({B, 1, 1}), init_at(b).first.G, P0.G);
+
+  auto finish = [&](const GlvqParams& params) {
+    const GlvqParams ps = glvq_round_to_storage(params);
+    GlvqEncoded enc = glvq_encode_layer(Wp, gs, ps, eo);
+    Stored s;
+    QuantizedLinear& q = s.q;
+    q.method = "glvq";
+    q.out = out;
+    q.in = in;
+    q.arrays["codes"] = enc.codes;
+    q.arrays["G"] = ps.G.to(at::kCPU).to(at::kHalf).contiguous();
+    q.arrays["mu"] = ps.mu.to(at::kCPU).to(at::kHalf).contiguous();
+    q.arrays["scale"] = ps.scale.to(at::kCPU).to(at::kHalf).contiguous();
+    q.arrays["bits"] = ps.bits.to(at::kCPU).to(at::kByte).contiguous();
+    if (c.incoherence) {
+      q.arrays["signs_in"] = glvq_pack_signs(s_in);
+      q.arrays["signs_out"] = glvq_pack_signs(s_out);
+    }
+    q.attrs["dim"] = static_cast<double>(d);
+    q.attrs["group_size"] = static_cast<double>(gs);
+    q.attrs["incoherence"] = c.incoherence ? 1.0 : 0.0;
+    q.attrs["seed"] = static_cast<double>(opt.seed);
+    q.loss = layer_loss(W, glvq_dequantize_on(q, dev), H);
+    s.targets = enc.targets;
+    return s;
+  };
+
+  GlvqLearnOptions lo;
+  lo.iters = c.iters;
+  lo.lr = c.lr;
+  lo.lambda = c.lambda;
+  lo.sigma_min = c.sigma_min;
+  lo.sigma_max = c.sigma_max;
+  lo.eps = c.eps;
+  lo.companding = c.companding;
+  lo.rounding = c.rounding;
+
+  const Stored init = finish(P0);
+  Stored best = init;
+  if (opt.learn && c.iters > 0) {
+    GlvqParams P = glvq_learn(Wg, A, F_intra, P0, lo).best;
+    Stored cur = finish(P);
+    if (cur.q.loss < best.q.loss) best = cur;
+    // With feedback a group's real target is W' plus the errors fed forward to
+    // it: learn again on those targets (they move little between passes).
+    for (int pass = 2; c.error_feedback && pass <= opt.passes; ++pass) {
+      P = glvq_learn(cur.targets, A, F_intra, P, lo).best;
+      cur = finish(P);
+      if (cur.q.loss < best.q.loss) best = cur;
+    }
+  }
+  QuantizedLinear q = best.q;
+  q.loss_init = init.q.loss;
+  q.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double ref = layer_loss(W, at::zeros_like(W), H);
+  log_debug("glvq {} [{}, {}]: loss/||W||_H^2 init {:.5g} -> {:.5g} in {:.2f} s", name, out, in,
+            init.q.loss / ref, q.loss / ref, q.seconds);
+  return q;
+}
+
+namespace {
+
+class GlvqQuantizer : public Quantizer {
+ public:
+  explicit GlvqQuantizer(GlvqOptions opt) : opt_(std::move(opt)) {}
+  QuantizedLinear quantize(const at::Tensor& W, const at::Tensor& H, const std::string& name) override {
+    return glvq_quantize_layer(W, H, name, opt_);
+  }
+
+ private:
+  GlvqOptions opt_;
+};
+
+}  // namespace
+
+std::unique_ptr<Quantizer> make_glvq_quantizer(const QuantConfig& qc, uint64_t seed) {
+  GLVQ_USAGE_CHECK(qc.bits >= 1 && qc.bits <= 8, "quant.bits = {}: glvq needs 1..8 bits per weight", qc.bits);
+  GLVQ_USAGE_CHECK(qc.glvq.rounding == "babai" || qc.glvq.rounding == "nearest_plane",
+                   "quant.glvq.rounding = \"{}\" is not known (babai, nearest_plane)", qc.glvq.rounding);
+  GlvqOptions opt;
+  opt.cfg = qc.glvq;
+  opt.bits = qc.bits;
+  opt.seed = seed;
+  return std::make_unique<GlvqQuantizer>(opt);
+}
+
+}  // namespace glvq

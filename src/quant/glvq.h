@@ -1,0 +1,51 @@
+#pragma once
+/// GLVQ: grouped lattice vector quantization (Zhang et al., NeurIPS 2025), with
+/// the options glvq adds (nearest-plane rounding, LDLQ error feedback,
+/// randomized-Hadamard incoherence). docs/GLVQ.md says what was decided where
+/// the paper is silent, with the measurements behind the defaults.
+///
+/// Stored arrays (CPU):
+///   "codes"     uint8 [bytes]        glvq_codec layout (quant/glvq_codec.h) of W'
+///   "G"         fp16 [groups, d, d]  generation matrices (row-major)
+///   "mu"        fp16 [groups]        mu-law parameters (0 = no companding)
+///   "scale"     fp16 [groups]        companding scales
+///   "bits"      uint8 [groups]       bit widths (1..8)
+///   "signs_in"  uint8 [ceil(in/8)]   } incoherence only (quant/glvq_hadamard.h):
+///   "signs_out" uint8 [ceil(out/8)]  } W = T_out^T W' T_in; without it W = W'
+/// attrs: "dim", "group_size" (never 0 once stored), "incoherence" (0/1), "seed".
+#include "quant/glvq_bit_alloc.h"
+#include "quant/quantizer.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace glvq {
+
+/// Rebuilds the fp32 weight [out, in] on the CPU from the stored arrays and attrs alone.
+at::Tensor glvq_dequantize(const QuantizedLinear& q);
+/// The same on DEVICE (the decode runs on the CPU reference, the inverse transform on DEVICE).
+at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device);
+
+/// The "glvq" quantizer for QC (QC.bits, QC.glvq); SEED and the layer name seed the incoherence signs.
+std::unique_ptr<Quantizer> make_glvq_quantizer(const QuantConfig& qc, uint64_t seed);
+
+/// Everything one layer's GLVQ run depends on: the config keys plus choices
+/// that are fixed in the quantizer but open for measurement (bench, tests).
+struct GlvqOptions {
+  GlvqConfig cfg;
+  double bits = 2.0;          ///< quant.bits: average code bits per weight
+  uint64_t seed = 0;
+  int64_t feedback_block = 0; ///< error feedback granularity in columns; 0 = d (vector by vector)
+  int passes = 2;             ///< with error feedback: learn, encode, re-learn on the fed-forward targets, encode
+  double damp = 0.01;         ///< relative damping of H for the feedback factor
+  GlvqAllocSearch alloc_search = GlvqAllocSearch::exact;
+  bool learn = true;          ///< false: store the init (for measurements)
+};
+
+/// Quantizes one layer (W [out, in], H [in, in], any device); the result's
+/// loss and loss_init are layer_loss of glvq_dequantize of the stored arrays.
+QuantizedLinear glvq_quantize_layer(const at::Tensor& W, const at::Tensor& H, const std::string& name,
+                                    const GlvqOptions& opt);
+
+}  // namespace glvq

@@ -1,0 +1,67 @@
+#pragma once
+/// The GLVQ code format, defined by this plain CPU reference (no LibTorch):
+/// kernels/ (CUDA) must reproduce it bit for bit (encode) or within 1 ulp (decode).
+///
+/// A layer W [out, in] is cut into column groups of gs columns (gs | in); each
+/// row's slice of a group is cut into gs/d vectors of d consecutive weights.
+/// Group g has: bit width b_g (1..8), scale s_g > 0, mu_g >= 0 (0 = no
+/// companding), generation matrix G_g (d x d, row-major) and its inverse.
+///
+///   companding  u = c(w) = sign(w) * ln(1 + mu|w|/s) / ln(1 + mu)   (mu > 0)
+///                        = w / s                                      (mu = 0)
+///   encode      y = G^-1 u;  z_i = clamp(floor(y_i), -2^(b-1), 2^(b-1) - 1)
+///               (Babai rounding onto the coset G(Z^d + 1/2): the nearest point
+///                of Z + 1/2 to y_i is floor(y_i) + 1/2; ties, y_i integer, go down)
+///   decode      u' = G (z + 1/2);  w' = sign(u') * s * ((1 + mu)^|u'| - 1) / mu   (mu > 0)
+///                                   w' = s * u'                                   (mu = 0)
+///
+/// Packed layout ("codes" array, uint8): group-major; inside a group row-major
+/// over (row, vector); each vector's d codes are stored as unsigned (z + 2^(b-1))
+/// in b bits each, LSB first, and padded to a whole number of bytes, so a vector
+/// takes vec_bytes(d, b) = ceil(d*b/8) bytes. Group g starts at byte
+/// group_offset(g) = sum over g' < g of out * (gs/d) * vec_bytes(d, b_g').
+/// Floating-point order: y_i = sum_j Ginv[i][j] * u_j and u'_i = sum_j G[i][j] * t_j
+/// accumulate in float with fmaf, j ascending, starting from 0.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace glvq {
+
+struct GlvqLayout {
+  int64_t out = 0, in = 0;
+  int dim = 8;          ///< d
+  int group_size = 128; ///< gs (a multiple of dim, divides in)
+  int64_t groups() const { return in / group_size; }
+  int64_t vecs_per_row() const { return group_size / dim; }
+};
+
+inline int64_t glvq_vec_bytes(int dim, int bits) { return (int64_t(dim) * bits + 7) / 8; }
+/// Byte offset of every group in the codes array; size groups + 1 (last = total bytes).
+std::vector<int64_t> glvq_group_offsets(const GlvqLayout& L, const uint8_t* bits);
+
+/// Per-group parameters, float32 on the host. Sizes: bits[groups],
+/// scale[groups], mu[groups], G[groups*d*d], Ginv[groups*d*d].
+struct GlvqGroupParams {
+  const uint8_t* bits;
+  const float* scale;
+  const float* mu;
+  const float* G;
+  const float* Ginv;
+};
+
+float glvq_compand(float w, float s, float mu);     ///< c(w)
+float glvq_expand(float u, float s, float mu);      ///< c^-1(u)
+
+/// Encodes W (row-major [out, in], float) into `codes` (size group_offsets.back()).
+void glvq_encode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const float* W, uint8_t* codes);
+/// Decodes codes into W_hat (row-major [out, in], float).
+void glvq_decode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, float* W_hat);
+/// y = W_hat x from the codes (x size in, y size out), accumulating in float.
+void glvq_gemv_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, const float* x, float* y);
+
+/// Packs/unpacks one vector of d codes (unsigned values < 2^b) LSB first.
+void glvq_pack_vec(const int32_t* uz, int dim, int bits, uint8_t* out);
+void glvq_unpack_vec(const uint8_t* in, int dim, int bits, int32_t* uz);
+
+}  // namespace glvq

@@ -1,0 +1,111 @@
+#include "quant/glvq_encode.h"
+
+#include "common/error.h"
+#include "quant/glvq_codec.h"
+
+#include <vector>
+
+namespace glvq {
+namespace {
+
+/// Host copies of P in the codec's parameter form.
+struct HostParams {
+  at::Tensor bits, scale, mu, G, Ginv;
+  GlvqGroupParams view() const {
+    return {bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
+            Ginv.data_ptr<float>()};
+  }
+};
+
+HostParams host_params(const GlvqParams& p) {
+  HostParams h;
+  h.bits = p.bits.to(at::kCPU).to(at::kByte).contiguous();
+  h.scale = p.scale.to(at::kCPU, at::kFloat).contiguous();
+  h.mu = p.mu.to(at::kCPU, at::kFloat).contiguous();
+  h.G = p.G.to(at::kCPU, at::kFloat).contiguous();
+  h.Ginv = at::linalg_inv(h.G.to(at::kDouble)).to(at::kFloat).contiguous();
+  return h;
+}
+
+/// Packs codes Z (float integers, [B, out * gs/d, d], any device) into the codec layout.
+at::Tensor pack_codes(const GlvqLayout& L, const at::Tensor& Z, const uint8_t* bits) {
+  const std::vector<int64_t> off = glvq_group_offsets(L, bits);
+  at::Tensor codes = at::zeros({off.back()}, at::TensorOptions().dtype(at::kByte));
+  const at::Tensor z = Z.to(at::kCPU).to(at::kInt).contiguous();
+  const int64_t nvec = L.out * L.vecs_per_row(), d = L.dim;
+  std::vector<int32_t> uz(static_cast<size_t>(d));
+  uint8_t* out = codes.data_ptr<uint8_t>();
+  const int32_t* zp = z.data_ptr<int32_t>();
+  for (int64_t g = 0; g < L.groups(); ++g) {
+    const int b = bits[g];
+    const int32_t lo = -(1 << (b - 1));
+    const int64_t vb = glvq_vec_bytes(L.dim, b);
+    for (int64_t n = 0; n < nvec; ++n) {
+      const int32_t* zv = zp + (g * nvec + n) * d;
+      for (int64_t i = 0; i < d; ++i) {
+        GLVQ_ASSERT(zv[i] >= lo && zv[i] < -lo);
+        uz[i] = zv[i] - lo;
+      }
+      glvq_pack_vec(uz.data(), L.dim, b, out + off[g] + n * vb);
+    }
+  }
+  return codes;
+}
+
+}  // namespace
+
+GlvqParams glvq_round_to_storage(const GlvqParams& p) {
+  auto r = [](const at::Tensor& x) { return x.to(at::kHalf).to(at::kFloat); };
+  return {r(p.G), r(p.mu), r(p.scale), p.bits};
+}
+
+GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams& p, const GlvqEncodeOptions& o) {
+  GlvqLayout L;
+  L.out = Wp.size(0);
+  L.in = Wp.size(1);
+  L.dim = static_cast<int>(p.G.size(1));
+  L.group_size = static_cast<int>(gs);
+  const int64_t B = L.groups();
+  const HostParams hp = host_params(p);
+  GlvqEncoded enc;
+
+  if (!o.F_full.defined() && o.rounding == "babai") {
+    // The codec's own encoder: codes are bit-exact with the reference.
+    const std::vector<int64_t> off = glvq_group_offsets(L, hp.bits.data_ptr<uint8_t>());
+    enc.codes = at::zeros({off.back()}, at::TensorOptions().dtype(at::kByte));
+    const at::Tensor Wc = Wp.to(at::kCPU, at::kFloat).contiguous();
+    glvq_encode_ref(L, hp.view(), Wc.data_ptr<float>(), enc.codes.data_ptr<uint8_t>());
+    enc.targets = glvq_group_view(Wp, gs);
+    return enc;
+  }
+
+  if (!o.F_full.defined()) {
+    enc.targets = glvq_group_view(Wp, gs);
+    const GlvqRounder r = glvq_make_rounder(p.G, p.bits, o.rounding);
+    const GlvqGroupCodes c = glvq_quantize_groups(enc.targets, p, o.companding, r, at::Tensor());
+    enc.codes = pack_codes(L, c.Z, hp.bits.data_ptr<uint8_t>());
+    return enc;
+  }
+
+  // Error feedback, group by group: the group's target already carries the
+  // errors of every group before it.
+  const bool in_group = o.feedback_block < gs;
+  at::Tensor W = Wp.to(at::kFloat).clone();
+  enc.targets = at::empty({B, L.out, gs}, W.options());
+  at::Tensor Z = at::empty({B, L.out * (gs / L.dim), L.dim}, W.options());
+  for (int64_t g = 0; g < B; ++g) {
+    const int64_t c0 = g * gs, c1 = c0 + gs;
+    const at::Tensor T = W.slice(1, c0, c1).unsqueeze(0).contiguous();
+    enc.targets.select(0, g).copy_(T.squeeze(0));
+    const GlvqParams pg = p.slice(g, g + 1);
+    const GlvqRounder r = glvq_make_rounder(pg.G, pg.bits, o.rounding);
+    const at::Tensor Fg = in_group ? o.F_full.slice(0, c0, c1).slice(1, c0, c1).unsqueeze(0) : at::Tensor();
+    const GlvqGroupCodes c = glvq_quantize_groups(T, pg, o.companding, r, Fg);
+    Z.select(0, g).copy_(c.Z.squeeze(0));
+    if (c1 < L.in) W.slice(1, c1, L.in).sub_(at::mm(c.E.squeeze(0), o.F_full.slice(0, c0, c1).slice(1, c1, L.in)));
+  }
+  enc.codes = pack_codes(L, Z, hp.bits.data_ptr<uint8_t>());
+  return enc;
+}
+
+}  // namespace glvq

@@ -1,0 +1,38 @@
+#pragma once
+/// The final GLVQ encode of a layer: parameters rounded to what is stored
+/// (fp16), codes written in the glvq_codec layout. Without feedback and with
+/// rounding-off this is the codec reference encoder itself; nearest-plane
+/// rounding and error feedback choose the codes with the batched tensor path
+/// and pack them with the reference packer, so the reference decoder reads
+/// exactly what was chosen.
+#include "quant/glvq_group_ops.h"
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace glvq {
+
+/// P with G, mu and scale rounded to fp16 (kept float, on P's device).
+GlvqParams glvq_round_to_storage(const GlvqParams& p);
+
+struct GlvqEncodeOptions {
+  bool companding = true;
+  std::string rounding = "babai";
+  /// Error feedback: F_FULL = blockdiag_b(U)^-1 U [in, in] (glvq_feedback_matrix).
+  /// FEEDBACK_BLOCK = d feeds errors forward vector by vector (also inside a
+  /// group), = group size only from group to group.
+  at::Tensor F_full;
+  int64_t feedback_block = 0;
+};
+
+struct GlvqEncoded {
+  at::Tensor codes;    ///< uint8 [bytes] on the CPU, glvq_codec layout
+  at::Tensor targets;  ///< [B, out, gs] each group's target when it was encoded (W' itself without feedback)
+};
+
+/// Encodes WP [out, in] (the transformed weight, any device) in groups of GS
+/// columns with P (already on the storage grid: glvq_round_to_storage).
+GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams& p, const GlvqEncodeOptions& o);
+
+}  // namespace glvq

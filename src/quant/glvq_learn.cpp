@@ -1,0 +1,105 @@
+#include "quant/glvq_learn.h"
+
+#include "common/error.h"
+
+#include <cmath>
+
+namespace glvq {
+namespace {
+
+constexpr double kMuLo = 10.0, kMuSpan = 245.0;  // mu = 10 + 245 sigmoid(theta), in [10, 255]
+constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kAdamEps = 1e-8;
+
+struct Adam {
+  at::Tensor m, v;
+  int64_t t = 0;
+  void init(const at::Tensor& x) {
+    m = at::zeros_like(x);
+    v = at::zeros_like(x);
+  }
+  void step(at::Tensor& x, const at::Tensor& g, double lr) {
+    ++t;
+    m.mul_(kBeta1).add_(g, 1 - kBeta1);
+    v.mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
+    const double c1 = 1 - std::pow(kBeta1, static_cast<double>(t)), c2 = 1 - std::pow(kBeta2, static_cast<double>(t));
+    x.sub_(lr * (m / c1) / ((v / c2).sqrt() + kAdamEps));
+  }
+};
+
+}  // namespace
+
+GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::Tensor& F, const GlvqParams& init,
+                           const GlvqLearnOptions& opt) {
+  const int64_t B = Wg.size(0), out = Wg.size(1), gs = Wg.size(2), d = init.G.size(1);
+  const at::Tensor G0 = init.G;
+  // Work in units of each group's G0 so that one learning rate fits every layer.
+  const at::Tensor sig0 = at::linalg_svdvals(G0).amax(1).clamp_min(1e-30).reshape({B, 1, 1});
+  const at::Tensor g0_norm2 = G0.square().sum({1, 2}).clamp_min(1e-30).reshape({B, 1, 1});
+  at::Tensor P = G0 / sig0;
+  at::Tensor theta;
+  Adam adam_p, adam_t;
+  adam_p.init(P);
+  if (opt.companding) {
+    const at::Tensor x = ((init.mu - kMuLo) / kMuSpan).clamp(1e-4, 1 - 1e-4);
+    theta = at::log(x / (1 - x));
+    adam_t.init(theta);
+  }
+
+  GlvqLearnResult res;
+  res.best = init.clone();
+  res.best_loss = at::full({B}, INFINITY, Wg.options());
+  at::Tensor loss0;
+  double prev = -1;
+  for (int it = 0;; ++it) {
+    const at::Tensor G = P * sig0;
+    const at::Tensor mu = opt.companding ? kMuLo + kMuSpan * at::sigmoid(theta) : init.mu;
+    const GlvqParams p{G, mu, init.scale, init.bits};
+    // Re-round with the current G and mu, then the exact loss of that iterate.
+    const GlvqRounder r = glvq_make_rounder(G, p.bits, opt.rounding);
+    const GlvqGroupCodes c = glvq_quantize_groups(Wg, p, opt.companding, r, F);
+    const at::Tensor E = Wg - c.W_hat;
+    const at::Tensor EA = at::bmm(E, A);
+    const at::Tensor loss = (EA * E).sum({1, 2});
+    if (it == 0) {
+      loss0 = loss.clamp_min(1e-30);
+      res.init_loss = loss.clone();
+    }
+    const at::Tensor better = loss < res.best_loss;
+    res.best.G = at::where(better.reshape({B, 1, 1}), G, res.best.G);
+    res.best.mu = at::where(better, mu, res.best.mu);
+    res.best_loss = at::where(better, loss, res.best_loss);
+    const double total = loss.sum().item<double>();
+    res.history.push_back(total);
+    if (it >= opt.iters || (prev >= 0 && std::fabs(prev - total) < opt.eps * prev)) break;
+    prev = total;
+
+    // d objective / d W_hat = -2 E A / loss0, then through c^-1 and G (z + 1/2).
+    const at::Tensor T = c.Z + 0.5;                                 // [B, M, d]
+    const at::Tensor Uh = glvq_lattice_point(c.Z, G);               // [B, M, d]
+    const at::Tensor R = (EA * (-2.0 / loss0).reshape({B, 1, 1})).reshape({B, out * gs / d, d});
+    const at::Tensor s = init.scale.reshape({B, 1, 1});
+    at::Tensor gU;
+    if (opt.companding) {
+      const at::Tensor m = mu.reshape({B, 1, 1}), lm = at::log1p(m);
+      const at::Tensor a = Uh.abs(), ex = at::exp(a * lm);
+      gU = R * (s * lm / m) * ex;
+      const at::Tensor dw_dmu = at::sign(Uh) * s * (a * ex / ((1 + m) * m) - (ex - 1) / (m * m));
+      const at::Tensor sg = at::sigmoid(theta);
+      const at::Tensor g_theta = (R * dw_dmu).sum({1, 2}) * (kMuSpan * sg * (1 - sg));
+      adam_t.step(theta, g_theta, opt.lr);
+    } else {
+      gU = R * s;
+    }
+    at::Tensor gG = at::bmm(gU.transpose(1, 2), T);
+    if (opt.lambda > 0) gG = gG + (G - G0) * (2.0 * opt.lambda) / g0_norm2;
+    adam_p.step(P, gG * sig0, opt.lr);
+
+    // Spectral projection: singular values of P (= G / sigma_max(G0)) into [sigma_min, sigma_max].
+    auto [Us, S, Vh] = at::linalg_svd(P, /*full_matrices=*/false);
+    const at::Tensor Sc = S.clamp(opt.sigma_min, opt.sigma_max);
+    if (!at::equal(Sc, S)) P = at::matmul(Us * Sc.unsqueeze(1), Vh);
+  }
+  return res;
+}
+
+}  // namespace glvq

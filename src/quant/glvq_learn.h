@@ -1,0 +1,41 @@
+#pragma once
+/// GLVQ learning of the generation matrices G and companding parameters mu of
+/// a batch of groups: alternate re-rounding (codes from the current G, mu, no
+/// gradient) and one Adam step on G and mu with the codes fixed, on
+///   sum_g tr(E_g A_g E_g^T) / loss0_g + lambda ||G_g - G0_g||_F^2 / ||G0_g||_F^2,
+/// E_g = W_g - c^-1(G_g (z + 1/2)). Groups are independent (the objective is a
+/// sum over groups and Adam is per coordinate), so every step is a few batched
+/// tensor ops over all groups. Gradients are written out by hand (no autograd).
+#include "quant/glvq_group_ops.h"
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+namespace glvq {
+
+struct GlvqLearnOptions {
+  int iters = 200;            ///< Adam steps at most
+  double lr = 1e-3;           ///< on G / sigma_max(G0) and on logit((mu - 10) / 245)
+  double lambda = 1e-4;       ///< penalty weight, relative (see above)
+  double sigma_min = 1e-4;    ///< singular values of G kept in [sigma_min, sigma_max] * sigma_max(G0)
+  double sigma_max = 1e4;
+  double eps = 1e-5;          ///< stop when |loss_t - loss_t-1| < eps * loss_t-1 (summed over groups)
+  bool companding = true;
+  std::string rounding = "babai";
+};
+
+struct GlvqLearnResult {
+  GlvqParams best;              ///< per group, the iterate with the lowest loss
+  at::Tensor best_loss;         ///< [B] its loss tr(E A E^T)
+  at::Tensor init_loss;         ///< [B] loss at the start
+  std::vector<double> history;  ///< summed loss at every evaluated iterate
+};
+
+/// Learns from INIT for the groups WG [B, out, gs] with metrics A [B, gs, gs];
+/// F ([B, gs, gs] or undefined) is the in-group error feedback used when re-rounding.
+GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::Tensor& F, const GlvqParams& init,
+                           const GlvqLearnOptions& opt);
+
+}  // namespace glvq
