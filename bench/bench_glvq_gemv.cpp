@@ -4,7 +4,8 @@
 // weights so that no call finds them in L2. "GB/s" is effective bandwidth: the bytes
 // each kernel must read or write at least (weights or codes as stored, x, y, per-group
 // parameters) over the time; "x fp16" is the speed-up over cuBLAS on the same shape.
-//   bench_glvq_gemv [--quick]
+// Each GLVQ row is the whole call: activation transform + GEMV (two launches).
+//   bench_glvq_gemv [--quick | --profile]   (--profile: a few calls of one shape, for ncu)
 #ifdef GLVQ_WITH_CUDA
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "bench_util.h"
 #include "glvq_gemv.cuh"
@@ -62,15 +64,11 @@ struct Ctx {
 };
 
 /// cuBLAS y[batch, out] = x[batch, in] W^T with W fp16 [out, in] row-major.
-double time_cublas(Ctx& C, const bench::Rotation& W, int64_t out, int64_t in, const __half* x, __half* y, int batch) {
+void cublas_gemv(Ctx& C, const __half* W, int64_t out, int64_t in, const __half* x, __half* y, int batch) {
   const float one = 1.0f, zero = 0.0f;
-  return bench::time_us(
-      [&](int i) {
-        CUBLAS_CHECK(cublasGemmEx(C.h, CUBLAS_OP_T, CUBLAS_OP_N, int(out), batch, int(in), &one, W.at<__half>(i),
-                                  CUDA_R_16F, int(in), x, CUDA_R_16F, int(in), &zero, y, CUDA_R_16F, int(out),
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-      },
-      C.st, C.quick ? 20 : 100);
+  CUBLAS_CHECK(cublasGemmEx(C.h, CUBLAS_OP_T, CUBLAS_OP_N, int(out), batch, int(in), &one, W, CUDA_R_16F, int(in), x,
+                            CUDA_R_16F, int(in), &zero, y, CUDA_R_16F, int(out), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
 }
 
 /// A random mu = 0 layer of uniform bit width in both layouts, on the device.
@@ -120,9 +118,29 @@ struct BenchLayer {
   double param_bytes() const { return double(L.groups()) * (double(L.dim) * L.dim * 4 + 4 + 1); }
 };
 
+/// Graph timing, or -1 when capture fails (the message is printed).
+template <typename F>
+double graph_us(Ctx& C, F&& f, int iters) {
+  try {
+    return bench::time_graph_us(f, C.st, iters);
+  } catch (const std::exception& e) {
+    std::printf("  (graph timing failed: %s)\n", e.what());
+    cudaGetLastError();
+    return -1;
+  }
+}
+
+/// Times f(i) both ways: plain stream launches and replays of a captured graph.
+template <typename F>
+std::pair<double, double> time_both(Ctx& C, F&& f, int iters) {
+  const double s = bench::time_us(f, C.st, iters);
+  return {s, graph_us(C, f, iters)};
+}
+
 void print_row(const char* shape, int b, int d, const std::string& path, int batch, double us, double bytes,
                double fp16_us) {
-  std::printf("%-12s %2d %3d %-26s %3d %9.1f %8.0f %7.2fx\n", shape, b, d, path.c_str(), batch, us, bytes / us / 1e3,
+  if (us <= 0) return;
+  std::printf("%-12s %2d %3d %-30s %3d %9.1f %8.0f %7.2fx\n", shape, b, d, path.c_str(), batch, us, bytes / us / 1e3,
               fp16_us / us);
 }
 
@@ -132,18 +150,23 @@ int main(int argc, char** argv) {
   try {
     Ctx C;
     C.quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
     CUDA_CHECK(cudaStreamCreate(&C.st));
     CUBLAS_CHECK(cublasCreate(&C.h));
     CUBLAS_CHECK(cublasSetStream(C.h, C.st));
     C.l2 = bench::l2_bytes();
     bench::print_device();
-    std::printf("device-to-device copy (cudaMemcpyAsync, 1 GiB): %.0f GB/s (read + write)\n",
-                bench::copy_gbps(size_t(1) << 30, C.st));
-    std::printf("%-12s %2s %3s %-26s %3s %9s %8s %8s\n", "out x in", "b", "d", "path", "B", "us", "GB/s", "x fp16");
+    if (!profile)
+      std::printf("device-to-device copy (cudaMemcpyAsync, 1 GiB): %.0f GB/s (read + write)\n",
+                  bench::copy_gbps(size_t(1) << 30, C.st));
+    std::printf("%-12s %2s %3s %-30s %3s %9s %8s %8s\n", "out x in", "b", "d", "path [timing]", "B", "us", "GB/s",
+                "x fp16");
     const int64_t shapes[4][2] = {{8192, 8192}, {28672, 8192}, {8192, 28672}, {1024, 8192}};
     const size_t rot_min = 3 * C.l2;
+    const int iters = C.quick ? 20 : 100;
     for (const auto& sh : shapes) {
       const int64_t out = sh[0], in = sh[1];
+      if (profile && !(out == 8192 && in == 28672)) continue;
       char shape[32];
       std::snprintf(shape, sizeof shape, "%lldx%lld", (long long)out, (long long)in);
       // fp16 weights for cuBLAS: random values of magnitude ~2^-7
@@ -170,10 +193,17 @@ int main(int argc, char** argv) {
       CUDA_CHECK(cudaMalloc(&y, size_t(16) * out * 2));
       CUDA_CHECK(cudaMalloc(&y2, size_t(16) * out * 2));
       const double io1 = double(in) * 2 + double(out) * 2;
-      const double t16 = time_cublas(C, Wr, out, in, x, y, 1);
-      print_row(shape, 16, 0, "cuBLAS fp16 GemmEx", 1, t16, double(out) * in * 2 + io1, t16);
+      const double w16 = double(out) * in * 2;
+      if (profile) {
+        for (int i = 0; i < 3; ++i) cublas_gemv(C, Wr.at<__half>(i), out, in, x, y, 1);
+      }
+      const auto t16 = profile ? std::pair<double, double>{1, 1}
+                               : time_both(C, [&](int i) { cublas_gemv(C, Wr.at<__half>(i), out, in, x, y, 1); }, iters);
+      print_row(shape, 16, 0, "cuBLAS fp16 GemmEx [stream]", 1, profile ? 0 : t16.first, w16 + io1, t16.first);
+      print_row(shape, 16, 0, "cuBLAS fp16 GemmEx [graph]", 1, profile ? 0 : t16.second, w16 + io1, t16.second);
       for (int b : {2, 3}) {
         for (int d : {8, 32}) {
+          if (profile && !(b == 2 && d == 8)) continue;
           BenchLayer B(out, in, d, b, uint64_t(out) * 7 + in * 3 + b * 11 + d);
           uint8_t* pk0 = nullptr;
           CUDA_CHECK(cudaMalloc(&pk0, B.packed.size()));
@@ -186,36 +216,37 @@ int main(int argc, char** argv) {
           GlvqGemvWorkspace ws;
           CUDA_CHECK(glvq_gemv_workspace_init(B.L, 16, wsb, &ws, C.st));
           GlvqMmaDevice M = glvq_mma_device(B.plan, Pk.at<uint8_t>(0), B.coff, B.cbits);
-          auto mma = [&](const GlvqGemvTuning& tune, int batch) {
-            return bench::time_us(
-                [&](int i) {
-                  GlvqMmaDevice Mi = M;
-                  Mi.packed = Pk.at<uint8_t>(i);
-                  CUDA_CHECK(glvq_gemv_mma_launch(Mi, B.p, x, in, y, out, batch, ws, C.st, tune));
-                },
-                C.st, C.quick ? 20 : 200);
+          auto mma_call = [&](const GlvqGemvTuning& tune, int batch) {
+            return [&, tune, batch](int i) {
+              GlvqMmaDevice Mi = M;
+              Mi.packed = Pk.at<uint8_t>(i);
+              CUDA_CHECK(glvq_gemv_mma_launch(Mi, B.p, x, in, y, out, batch, ws, C.st, tune));
+            };
           };
+          if (profile) {
+            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{}, 1)(i);
+            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{0, 64, 2, true}, 1)(i);
+            CUDA_CHECK(cudaStreamSynchronize(C.st));
+            CUDA_CHECK(cudaFree(wsb));
+            continue;
+          }
           const double mma_bytes = double(B.packed.size()) + io1 + B.param_bytes();
-          const double t_def = mma(GlvqGemvTuning{}, 1);
-          print_row(shape, b, d, "mma (default)", 1, t_def, mma_bytes, t16);
-          double best = t_def;
-          std::string best_name = "default";
+          const auto t_def = time_both(C, mma_call(GlvqGemvTuning{}, 1), iters);
+          print_row(shape, b, d, "mma default [stream]", 1, t_def.first, mma_bytes, t16.first);
+          print_row(shape, b, d, "mma default [graph]", 1, t_def.second, mma_bytes, t16.second);
           if (!C.quick) {
-            for (int wps : {16, 64}) {
-              for (int un : {1, 2}) {
-                const double t = mma(GlvqGemvTuning{0, wps, un}, 1);
-                if (t < best) {
-                  best = t;
-                  best_name = "wps " + std::to_string(wps) + " unroll " + std::to_string(un);
+            double best = 1e30;
+            std::string best_name;
+            for (int wps : {32, 64})
+              for (int un : {1, 2})
+                for (bool pdl : {false, true}) {
+                  const double t = graph_us(C, mma_call(GlvqGemvTuning{0, wps, un, pdl}, 1), iters);
+                  if (t > 0 && t < best) {
+                    best = t;
+                    best_name = "wps " + std::to_string(wps) + " u" + std::to_string(un) + (pdl ? " pdl" : "");
+                  }
                 }
-              }
-            }
-            const double t1 = mma(GlvqGemvTuning{0, 32, 1}, 1);
-            if (t1 < best) {
-              best = t1;
-              best_name = "wps 32 unroll 1";
-            }
-            print_row(shape, b, d, "mma best: " + best_name, 1, best, mma_bytes, t16);
+            print_row(shape, b, d, "mma best: " + best_name + " [graph]", 1, best, mma_bytes, t16.second);
           }
           // straightforward kernel, checkpoint layout, mu = 0 and mu = 255
           const int nit = C.quick ? 3 : 10;
@@ -225,7 +256,7 @@ int main(int argc, char** argv) {
               },
               C.st, nit, 3, 1);
           const double naive_bytes = double(B.codes_bytes) + io1 + B.param_bytes();
-          print_row(shape, b, d, "naive mu=0", 1, tn0, naive_bytes, t16);
+          print_row(shape, b, d, "naive mu=0 [stream]", 1, tn0, naive_bytes, t16.first);
           // agreement of the two paths (same codes, mu = 0)
           CUDA_CHECK(glvq_gemv_mma_launch(M, B.p, x, in, y, out, 1, ws, C.st));
           CUDA_CHECK(glvq_gemv_naive_launch(B.L, B.p, Ck.at<uint8_t>(0), x, in, y2, out, 1, ws, C.st));
@@ -236,16 +267,18 @@ int main(int argc, char** argv) {
                 CUDA_CHECK(glvq_gemv_naive_launch(B.L, B.p_mu, Ck.at<uint8_t>(i), x, in, y2, out, 1, ws, C.st));
               },
               C.st, nit, 3, 1);
-          print_row(shape, b, d, "naive mu=255", 1, tn1, naive_bytes, t16);
+          print_row(shape, b, d, "naive mu=255 [stream]", 1, tn1, naive_bytes, t16.first);
           std::printf("%-12s %2d %3d   check: |y_mma - y_naive| / |y_naive| = %.2e\n", shape, b, d, err);
-          // small batches on the 2-bit, d = 8 layer
-          if (b == 2 && d == 8 && !C.quick && (in == 28672 || out == 28672 || out == in)) {
+          // small batches on the 2-bit, d = 8 layer (graph timing)
+          if (b == 2 && d == 8 && !C.quick && out >= 8192) {
             for (int batch : {4, 8, 16}) {
-              const double tb16 = time_cublas(C, Wr, out, in, x, y2, batch);
+              const double tb16 =
+                  graph_us(C, [&](int i) { cublas_gemv(C, Wr.at<__half>(i), out, in, x, y2, batch); }, iters);
               const double iob = batch * io1;
-              print_row(shape, 16, 0, "cuBLAS fp16 GemmEx", batch, tb16, double(out) * in * 2 + iob, tb16);
-              const double tb = mma(GlvqGemvTuning{}, batch);
-              print_row(shape, b, d, "mma (default)", batch, tb, double(B.packed.size()) + iob + B.param_bytes(), tb16);
+              print_row(shape, 16, 0, "cuBLAS fp16 GemmEx [graph]", batch, tb16, w16 + iob, tb16);
+              const double tb = graph_us(C, mma_call(GlvqGemvTuning{}, batch), iters);
+              print_row(shape, b, d, "mma default [graph]", batch, tb, double(B.packed.size()) + iob + B.param_bytes(),
+                        tb16);
             }
           }
           CUDA_CHECK(cudaFree(wsb));

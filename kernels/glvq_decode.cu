@@ -30,27 +30,16 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GlvqLayout L, GlvqDevi
   const float s = p.scale[g], mu = p.mu[g];
   const uint8_t* src = codes + p.group_offsets[g] + idx * ((d * b + 7) >> 3);
   float t[DA];
-#pragma unroll
-  for (int j = 0; j < d; ++j) t[j] = fp::code_value(dev::code_at(src, j, b), b);
+  dev::load_code_values<D>(src, d, b, t);
   T o[DA];
   if constexpr (std::is_same<T, float>::value) {
     const float Lc = fp::compand_log(mu);  // exact path: the reference's operations
 #pragma unroll
-    for (int i = 0; i < d; ++i) {
-      float u = 0.0f;
-#pragma unroll
-      for (int j = 0; j < d; ++j) u = fp::fma(Gs[i * d + j], t[j], u);
-      o[i] = fp::expand(u, s, mu, Lc);
-    }
+    for (int i = 0; i < d; ++i) o[i] = fp::expand(dev::row_dot<D>(Gs + i * d, t, d), s, mu, Lc);
   } else {
     const dev::ExpandConst ec = dev::expand_const(s, mu);
 #pragma unroll
-    for (int i = 0; i < d; ++i) {
-      float u = 0.0f;
-#pragma unroll
-      for (int j = 0; j < d; ++j) u = fp::fma(Gs[i * d + j], t[j], u);
-      o[i] = dev::from_float<T>(dev::fast_expand(u, ec));
-    }
+    for (int i = 0; i < d; ++i) o[i] = dev::from_float<T>(dev::fast_expand(dev::row_dot<D>(Gs + i * d, t, d), ec));
   }
   T* dst = W + r * ldw + g * L.group_size + v * d;
   if constexpr (D > 0 && (D * sizeof(T)) % 16 == 0) {

@@ -17,6 +17,55 @@ __device__ __forceinline__ int32_t code_at(const uint8_t* __restrict__ p, int j,
   return int32_t((x >> (pos & 7)) & ((1u << b) - 1u));
 }
 
+/// t[j] = z_j + 1/2 for the d codes of one packed vector at src. D = d at compile time
+/// (multiples of 8: eight codes are b whole bytes, so each group of eight is one 64-bit
+/// register filled by b byte loads; 4: one 32-bit register) or 0 (runtime d, per code).
+template <int D>
+__device__ __forceinline__ void load_code_values(const uint8_t* __restrict__ src, int d, int b, float* t) {
+  const uint32_t mask = (1u << b) - 1u;
+  if constexpr (D > 0 && D % 8 == 0) {
+#pragma unroll
+    for (int k = 0; k < D / 8; ++k) {
+      uint64_t piece = 0;
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (e < b) piece |= uint64_t(src[k * b + e]) << (8 * e);
+#pragma unroll
+      for (int q = 0; q < 8; ++q) t[8 * k + q] = fp::code_value(int32_t((piece >> (q * b)) & mask), b);
+    }
+  } else if constexpr (D == 4) {
+    const int vb = (4 * b + 7) >> 3;
+    uint32_t v = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (e < vb) v |= uint32_t(src[e]) << (8 * e);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) t[q] = fp::code_value(int32_t((v >> (q * b)) & mask), b);
+  } else {
+    for (int j = 0; j < d; ++j) t[j] = fp::code_value(code_at(src, j, b), b);
+  }
+}
+
+/// sum_j row[j] t[j] accumulated with fmaf, j ascending from 0 (the reference's order).
+/// With D % 4 == 0 the row (16-byte aligned, shared memory) is read 4 floats at a time.
+template <int D>
+__device__ __forceinline__ float row_dot(const float* __restrict__ row, const float* t, int d) {
+  float u = 0.0f;
+  if constexpr (D > 0 && D % 4 == 0) {
+#pragma unroll
+    for (int j = 0; j < D; j += 4) {
+      const float4 g = *reinterpret_cast<const float4*>(row + j);
+      u = fp::fma(g.x, t[j], u);
+      u = fp::fma(g.y, t[j + 1], u);
+      u = fp::fma(g.z, t[j + 2], u);
+      u = fp::fma(g.w, t[j + 3], u);
+    }
+  } else {
+    for (int j = 0; j < d; ++j) u = fp::fma(row[j], t[j], u);
+  }
+  return u;
+}
+
 template <typename T>
 __device__ __forceinline__ T from_float(float v);
 template <>
@@ -37,6 +86,27 @@ __device__ __forceinline__ uint32_t hsub2_bits(uint32_t a, uint32_t b) {
   uint32_t r;
   asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
   return r;
+}
+
+/// (a & mask) | bits in one LOP3 (the compiler splits it in two when both are immediates).
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t mask, uint32_t bits) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "r"(mask), "r"(bits));
+  return d;
+}
+
+/// Programmatic dependent launch (sm_90): let the next kernel in the stream start its
+/// prologue now / wait here until the previous kernel's results are visible. Both are
+/// no-ops when the launches are not programmatically dependent.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 
 /// D += A * B for one m16n8k16 tile: A fp16 (4 regs), B fp16 (2 regs), D fp32 (4 regs).

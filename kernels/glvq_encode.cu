@@ -34,10 +34,7 @@ __global__ void __launch_bounds__(kThreads) encode_kernel(GlvqLayout L, GlvqDevi
   int nb = 0, k = 0;
 #pragma unroll
   for (int i = 0; i < d; ++i) {
-    float y = 0.0f;
-#pragma unroll
-    for (int j = 0; j < d; ++j) y = fp::fma(Gi[i * d + j], u[j], y);
-    acc |= uint32_t(fp::round_code(y, b)) << nb;
+    acc |= uint32_t(fp::round_code(dev::row_dot<D>(Gi + i * d, u, d), b)) << nb;
     nb += b;
     while (nb >= 8) {
       out[k++] = uint8_t(acc);

@@ -58,7 +58,9 @@ __global__ void __launch_bounds__(kNaiveThreads) gemv_naive_kernel(NaiveArgs a) 
   const int V = gs / d;
   const int g0 = blockIdx.y * a.cg;
   const int ng = min(a.cg, int(a.L.in / gs) - g0);
-  const int gstride = d * d + 1;  // odd stride: lanes on different groups hit different banks
+  // lanes on different groups must not hit the same banks: rows 16-byte aligned for
+  // float4 reads (D % 4 == 0), groups 4 banks apart; an odd stride for the generic path
+  const int gstride = D > 0 ? d * d + 4 : d * d + 1;
   extern __shared__ float sm[];
   float* Gs = sm;                       // cg * gstride
   float* xs = Gs + a.cg * gstride;      // batch * cg * gs
@@ -90,17 +92,13 @@ __global__ void __launch_bounds__(kNaiveThreads) gemv_naive_kernel(NaiveArgs a) 
       const int b = a.p.bits[g];
       const uint8_t* src = a.codes + a.p.group_offsets[g] + (r * V + v) * ((d * b + 7) >> 3);
       float t[DA];
-#pragma unroll
-      for (int j = 0; j < d; ++j) t[j] = fp::code_value(dev::code_at(src, j, b), b);
+      dev::load_code_values<D>(src, d, b, t);
       const dev::ExpandConst ec{cs[gl * 3 + 0], cs[gl * 3 + 1], cs[gl * 3 + 2]};
       const float* Gg = Gs + gl * gstride;
       const float* xg = xs + gl * gs + v * d;
 #pragma unroll
       for (int i = 0; i < d; ++i) {
-        float u = 0.0f;
-#pragma unroll
-        for (int j = 0; j < d; ++j) u = fmaf(Gg[i * d + j], t[j], u);
-        const float w = dev::fast_expand(u, ec);
+        const float w = dev::fast_expand(dev::row_dot<D>(Gg + i * d, t, d), ec);
 #pragma unroll
         for (int n = 0; n < kMaxBatch; ++n)
           if (n < a.batch) acc[n] = fmaf(w, xg[n * a.cg * gs + i], acc[n]);
@@ -119,7 +117,7 @@ __global__ void __launch_bounds__(kNaiveThreads) gemv_naive_kernel(NaiveArgs a) 
 template <int D>
 cudaError_t launch_naive(const NaiveArgs& a, cudaStream_t stream) {
   const int d = a.L.dim, gs = a.L.group_size;
-  const size_t smem = sizeof(float) * (size_t(a.cg) * (d * d + 1) + size_t(a.batch) * a.cg * gs + a.cg * 3);
+  const size_t smem = sizeof(float) * (size_t(a.cg) * (d * d + 4) + size_t(a.batch) * a.cg * gs + a.cg * 3);
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(gemv_naive_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
@@ -137,6 +135,7 @@ __global__ void __launch_bounds__(kXformThreads) xform_kernel(const __half* __re
                                                               int d, int gs, int groups, const float* __restrict__ G,
                                                               const float* __restrict__ scale, __half* __restrict__ xt,
                                                               float* __restrict__ psum) {
+  dev::pdl_launch_dependents();  // the GEMV may start its prologue; it waits for xt below
   const int g = blockIdx.x, n = blockIdx.y;
   extern __shared__ float sm[];
   float* Gs = sm;      // d*d
@@ -230,7 +229,7 @@ __device__ __forceinline__ void mma_chunks(const uint8_t* __restrict__ cp, const
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = 4 * kt + i;
-        a[i] = dev::hsub2_bits(((w[u][r / S] >> (B * (r % S))) & kMask) | 0x64006400u, kOff);
+        a[i] = dev::hsub2_bits(dev::and_or(w[u][r / S] >> (B * (r % S)), kMask, 0x64006400u), kOff);
       }
 #pragma unroll
       for (int nb = 0; nb < NB; ++nb) dev::mma_16816(acc[nb], a[0], a[1], a[2], a[3], xb[u][kt][nb].x, xb[u][kt][nb].y);
@@ -269,6 +268,14 @@ __global__ void __launch_bounds__(kMmaThreads) gemv_mma_kernel(MmaArgs a) {
   const uint8_t* tile = a.packed + mt * a.row_tile_bytes;
   const __half* x0 = a.xt + int64_t(n0) * a.in + 4 * t4;
   const __half* x1 = a.xt + int64_t(n1) * a.in + 4 * t4;
+  {
+    // codes do not depend on the activation transform: pull the first two chunks into L2
+    // while it may still run (programmatic dependent launch), then wait for xt and psum
+    const int64_t lo = __ldg(a.coff + c0), hi = __ldg(a.coff + min(c0 + 2, c1));
+    for (int64_t o = lo + lane * 128; o < hi; o += 32 * 128)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(tile + o));
+    dev::pdl_wait();
+  }
   for (int c = c0; c < c1;) {
     const int b = __ldg(a.cbits + c);
     const int64_t xo = int64_t(c) * 16 * KT;
@@ -335,23 +342,56 @@ __global__ void __launch_bounds__(kMmaThreads) gemv_mma_kernel(MmaArgs a) {
     }
 }
 
+/// Resident blocks per multiprocessor of `kernel`, cached in `cache` (one per device).
+template <typename K>
+int blocks_per_sm(K kernel, int (&cache)[16]) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) dev = 0;
+  int& nb = cache[dev];
+  if (nb == 0 && (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kMmaThreads, 0) != cudaSuccess || nb < 1))
+    nb = 1;
+  return nb;
+}
+
 template <int KT, int NB>
-cudaError_t launch_mma_kt(const MmaArgs& a, int unroll, cudaStream_t stream) {
-  dim3 grid(unsigned((a.row_tiles + kMmaWarps - 1) / kMmaWarps), unsigned(a.splits));
-  if (unroll >= 2)
-    gemv_mma_kernel<KT, NB, 2><<<grid, kMmaThreads, 0, stream>>>(a);
-  else
-    gemv_mma_kernel<KT, NB, 1><<<grid, kMmaThreads, 0, stream>>>(a);
-  return cudaGetLastError();
+cudaError_t launch_mma_kt(MmaArgs a, const GlvqGemvTuning& tune, cudaStream_t stream) {
+  auto kernel = tune.unroll >= 2 ? gemv_mma_kernel<KT, NB, 2> : gemv_mma_kernel<KT, NB, 1>;
+  const int64_t row_blocks = (a.row_tiles + kMmaWarps - 1) / kMmaWarps;
+  int splits = tune.splits;
+  if (splits <= 0) {
+    // As many K splits as fit in one wave of resident blocks: a partial second wave
+    // would run at low occupancy (the kernel is latency-bound), and more splits only
+    // add split-K reduction work.
+    static const int sms = sm_count();
+    static int occ[2][16] = {};  // per instantiation <KT, NB> (this function), per unroll, per device
+    const int per_sm = std::min(blocks_per_sm(kernel, occ[tune.unroll >= 2 ? 1 : 0]),
+                                std::max(1, tune.warps_per_sm / kMmaWarps));
+    splits = int(std::max<int64_t>(1, int64_t(per_sm) * sms / row_blocks));
+    splits = std::min(splits, std::max(1, a.chunks / 2));  // a warp with one chunk cannot pair loads
+  }
+  splits = std::min(splits, std::min(a.chunks, 65535));
+  a.chunks_per_split = (a.chunks + splits - 1) / splits;
+  a.splits = (a.chunks + a.chunks_per_split - 1) / a.chunks_per_split;  // no empty split
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(row_blocks), unsigned(a.splits));
+  cfg.blockDim = dim3(kMmaThreads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = tune.pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, a);
 }
 
 template <int NB>
-cudaError_t launch_mma(const MmaArgs& a, int kt, int unroll, cudaStream_t stream) {
+cudaError_t launch_mma(const MmaArgs& a, int kt, const GlvqGemvTuning& tune, cudaStream_t stream) {
   switch (kt) {
-    case 1: return launch_mma_kt<1, NB>(a, unroll, stream);
-    case 2: return launch_mma_kt<2, NB>(a, unroll, stream);
-    case 4: return launch_mma_kt<4, NB>(a, unroll, stream);
-    case 8: return launch_mma_kt<8, NB>(a, unroll, stream);
+    case 1: return launch_mma_kt<1, NB>(a, tune, stream);
+    case 2: return launch_mma_kt<2, NB>(a, tune, stream);
+    case 4: return launch_mma_kt<4, NB>(a, tune, stream);
+    case 8: return launch_mma_kt<8, NB>(a, tune, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -391,7 +431,7 @@ cudaError_t glvq_gemv_naive_launch(const GlvqLayout& L, const GlvqDeviceParams& 
   // about 512 columns a block, fewer when G or x would not fit in shared memory
   a.cg = std::max(1, 512 / L.group_size);
   auto smem = [&](int cg) {
-    return sizeof(float) * (size_t(cg) * (L.dim * L.dim + 1) + size_t(batch) * cg * L.group_size + cg * 3);
+    return sizeof(float) * (size_t(cg) * (L.dim * L.dim + 4) + size_t(batch) * cg * L.group_size + cg * 3);
   };
   while (a.cg > 1 && smem(a.cg) > 160 * 1024) a.cg /= 2;
   if (smem(a.cg) > 200 * 1024 || (L.groups() + a.cg - 1) / a.cg > 65535) return cudaErrorInvalidValue;
@@ -444,20 +484,10 @@ cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams&
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
 
-  const int chunks = int(M.chunks);
-  int splits = tune.splits;
-  if (splits <= 0) {
-    static const int sms = sm_count();
-    const int64_t target = int64_t(sms) * std::max(1, tune.warps_per_sm);
-    splits = int(std::min<int64_t>(chunks, std::max<int64_t>(1, (target + M.row_tiles - 1) / M.row_tiles)));
-  }
-  splits = std::min(splits, std::min(chunks, 65535));
-  const int cps = (chunks + splits - 1) / splits;
-  splits = (chunks + cps - 1) / cps;  // no empty split
   MmaArgs a{M.packed, M.chunk_offsets, M.chunk_bits, M.row_tiles, M.row_tile_bytes, M.out, round_up(M.out, 16),
-            M.in,     chunks,          cps,          splits,      groups,           batch,  ws.xt,
+            M.in,     int(M.chunks),   0,            0,           groups,           batch,  ws.xt,
             ws.psum,  ws.yacc,         ws.counters,  y,           ldy};
-  return batch <= 8 ? launch_mma<1>(a, M.kt, tune.unroll, stream) : launch_mma<2>(a, M.kt, tune.unroll, stream);
+  return batch <= 8 ? launch_mma<1>(a, M.kt, tune, stream) : launch_mma<2>(a, M.kt, tune, stream);
 }
 
 }  // namespace glvq

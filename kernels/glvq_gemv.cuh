@@ -56,9 +56,10 @@ GlvqMmaDevice glvq_mma_device(const GlvqMmaPlan& plan, const uint8_t* packed, co
 
 /// Knobs of the mma path (defaults are what the benchmarks chose on an H100).
 struct GlvqGemvTuning {
-  int splits = 0;         ///< K splits; 0: enough for warps_per_sm warps per multiprocessor
-  int warps_per_sm = 32;  ///< target when splits == 0
+  int splits = 0;         ///< K splits; 0: fill one wave of resident blocks, >= 2 chunks a warp
+  int warps_per_sm = 64;  ///< cap on resident warps per multiprocessor assumed when splits == 0
   int unroll = 2;         ///< chunks (of equal bit width) whose loads are issued together: 1 or 2
+  bool pdl = true;        ///< programmatic dependent launch of the GEMV after the transform (sm_90)
 };
 
 /// y = W_hat x for a layer with every mu_g = 0 (p supplies scale and G; bits and

@@ -11,7 +11,7 @@
 ///                        = w / s                                      (mu = 0)
 ///   encode      y = G^-1 u;  z_i = clamp(floor(y_i), -2^(b-1), 2^(b-1) - 1)
 ///               (Babai rounding onto the coset G(Z^d + 1/2): the nearest point
-///                of Z + 1/2 to y_i is floor(y_i) + 1/2; ties, y_i integer, go down)
+///                of Z + 1/2 to y_i is floor(y_i) + 1/2; ties, y_i integer, go up to y_i + 1/2)
 ///   decode      u' = G (z + 1/2);  w' = sign(u') * s * ((1 + mu)^|u'| - 1) / mu   (mu > 0)
 ///                                   w' = s * u'                                   (mu = 0)
 ///

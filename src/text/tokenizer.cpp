@@ -1,46 +1,44 @@
 #include "text/tokenizer.h"
 
-#include <sentencepiece_processor.h>
-
 #include <cerrno>
 #include <cstring>
 #include <sys/stat.h>
 
 #include "common/error.h"
 #include "common/fs_util.h"
+#include "text/spm_codec.h"
+#include "text/spm_model.h"
 
 namespace glvq {
 
-Tokenizer::Tokenizer(const std::string& path) : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+Tokenizer::Tokenizer(const std::string& path) {
   struct stat st;
   GLVQ_CHECK(::stat(path.c_str(), &st) == 0, "cannot open tokenizer {}: {} (a Llama model directory holds tokenizer.model)",
              path, std::strerror(errno));
   GLVQ_CHECK(S_ISREG(st.st_mode), "tokenizer {} is not a regular file", path);
-  const auto status = sp_->Load(path);
-  GLVQ_CHECK(status.ok(), "cannot load tokenizer {}: not a valid sentencepiece model ({})", path,
-             status.ToString());
+  auto model = std::make_unique<SpmModel>();
+  spm_model_parse(read_file(path), path, model.get());
+  // As SentencePieceProcessor::bos_id(): the id of bos_piece when it is a control piece, else -1.
+  const auto control_id = [&](const std::string& piece) {
+    const int32_t id = model->piece_to_id(piece);
+    return model->type(id) == SpmPieceType::kControl ? id : -1;
+  };
+  bos_id_ = control_id(model->bos_piece);
+  eos_id_ = control_id(model->eos_piece);
+  model_ = std::move(model);
 }
 
 Tokenizer::~Tokenizer() = default;
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
-  std::vector<int> ids;
-  const auto status = sp_->Encode(text, &ids);
-  GLVQ_CHECK(status.ok(), "sentencepiece encode failed: {}", status.ToString());
-  return std::vector<int32_t>(ids.begin(), ids.end());
+  return bpe_encode(*model_, spm_normalize(*model_, text));
 }
 
-std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  const std::vector<int> v(ids.begin(), ids.end());
-  std::string out;
-  const auto status = sp_->Decode(v, &out);
-  GLVQ_CHECK(status.ok(), "sentencepiece decode failed: {}", status.ToString());
-  return out;
-}
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return spm_decode(*model_, ids); }
 
-int Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
-int Tokenizer::bos_id() const { return sp_->bos_id(); }
-int Tokenizer::eos_id() const { return sp_->eos_id(); }
+int Tokenizer::vocab_size() const { return static_cast<int>(model_->pieces.size()); }
+int Tokenizer::bos_id() const { return bos_id_; }
+int Tokenizer::eos_id() const { return eos_id_; }
 
 std::vector<int32_t> tokenize_corpus(const Tokenizer& tok, const std::string& text) {
   // Pieces are encoded one by one (not the whole text at once) because that is how the

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Llama-2-70B at 2 bits: one rank per GPU, blocks sharded across ranks.
+#   sbatch slurm/quantize_70b.sh                       (defaults below)
+#   MODEL=/data/Llama-2-70b-hf OUT=runs/70b sbatch --nodes=2 slurm/quantize_70b.sh
+# Preemption: Slurm sends SIGUSR1 120 s before the end (--signal); glvq-worker
+# finishes or abandons its current block, exits with code 3, and the job
+# requeues itself; the requeued job resumes from the finished blocks.
+#SBATCH --job-name=glvq-70b
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=8
+#SBATCH --gpus-per-node=8
+#SBATCH --cpus-per-task=8
+#SBATCH --time=04:00:00
+#SBATCH --requeue
+#SBATCH --signal=B:USR1@120
+#SBATCH --output=slurm-%x-%j.out
+set -uo pipefail
+
+GLVQ_HOME=${GLVQ_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
+CONFIG=${CONFIG:-$GLVQ_HOME/configs/llama2-70b-2bit.yaml}
+MODEL=${MODEL:-}
+OUT=${OUT:-$GLVQ_HOME/runs/llama2-70b-2bit}
+LAUNCH=${LAUNCH:-srun}          # srun | mpirun
+
+# NVLink multicast stays off on shared hosts (it can take GPUs out of service).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-8}
+
+args=(--config "$CONFIG" --set "output_dir=$OUT")
+[[ -n $MODEL ]] && args+=(--set "model.path=$MODEL")
+# A requeued job (or any rerun into an existing output_dir) resumes.
+[[ -f $OUT/plan.json ]] && args+=(--resume)
+
+if [[ $LAUNCH == srun ]]; then
+  srun --kill-on-bad-exit=1 "$GLVQ_HOME/build/glvq-worker" "${args[@]}" &
+else
+  mpirun --bind-to none "$GLVQ_HOME/build/glvq-worker" "${args[@]}" &
+fi
+pid=$!
+# Forward the preemption signal to the ranks; the wait returns when they exit.
+trap 'kill -USR1 $pid 2>/dev/null' USR1 TERM
+wait $pid; rc=$?
+while kill -0 $pid 2>/dev/null; do wait $pid; rc=$?; done
+
+if [[ $rc -eq 3 && -n ${SLURM_JOB_ID:-} ]]; then
+  echo "glvq: preempted; requeueing job $SLURM_JOB_ID to resume"
+  scontrol requeue "$SLURM_JOB_ID"
+fi
+exit $rc

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The embedded tiny-llama through Slurm exactly like the 70B job (CPU ranks).
+#   sbatch --wait slurm/quantize_tiny.sh
+#   OUT=/tmp/x EXTRA="--set quant.method=rtn" sbatch --ntasks=2 slurm/quantize_tiny.sh
+#SBATCH --job-name=glvq-tiny
+#SBATCH --ntasks=2
+#SBATCH --cpus-per-task=1
+#SBATCH --time=01:00:00
+#SBATCH --output=slurm-%x-%j.out
+set -uo pipefail
+GLVQ_HOME=${GLVQ_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
+OUT=${OUT:-$GLVQ_HOME/runs/tiny-llama-slurm}
+LAUNCH=${LAUNCH:-mpirun}
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+cd "$GLVQ_HOME"
+# shellcheck disable=SC2086
+args=(--config configs/tiny-llama.yaml --set "output_dir=$OUT" ${EXTRA:-})
+if [[ $LAUNCH == srun ]]; then
+  srun --kill-on-bad-exit=1 build/glvq-worker "${args[@]}"
+else
+  mpirun --allow-run-as-root --oversubscribe -np "${SLURM_NTASKS:-2}" build/glvq-worker "${args[@]}"
+fi

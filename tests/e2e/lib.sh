@@ -1,0 +1,23 @@
+# Shared helpers for the end-to-end scripts (sourced, not run).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+BUILD=${GLVQ_BUILD_DIR:-build}
+WORKER=$BUILD/glvq-worker
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+export OMPI_MCA_rmaps_base_oversubscribe=1
+TMP=$(mktemp -d /tmp/glvq-e2e.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# json FILE EXPR: prints a value from a JSON file (EXPR in Python syntax on `j`).
+json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# close A B TOL: |A-B|/|B| <= TOL
+close() { python3 -c "import sys; a,b,t=map(float,sys.argv[1:]); sys.exit(0 if abs(a-b)<=t*abs(b) else 1)" "$1" "$2" "$3"; }
+# expect_exit CODE|nonzero PATTERN CMD...: runs CMD, checks its exit code and that its output matches PATTERN.
+expect_exit() {
+  local code=$1 pattern=$2; shift 2
+  set +e; out=$("$@" 2>&1); rc=$?; set -e
+  if [[ $code == nonzero ]]; then ok=$((rc != 0)); else ok=$((rc == code)); fi
+  [[ $ok == 1 ]] || { echo "$out" | tail -20; fail "exit $rc, expected $code: $*"; }
+  grep -qE -- "$pattern" <<<"$out" || { echo "$out" | tail -20; fail "output lacks /$pattern/: $*"; }
+}

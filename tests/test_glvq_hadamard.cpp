@@ -1,0 +1,75 @@
+// The incoherence transform: orthogonal for powers of two and for m * 2^k,
+// inverted exactly by the dequantizer, signs packed losslessly.
+#include "quant/glvq.h"
+#include "quant/glvq_hadamard.h"
+
+#include <gtest/gtest.h>
+
+namespace glvq {
+namespace {
+
+TEST(GlvqHadamard, TransformIsOrthogonal) {
+  for (int64_t n : {1, 2, 8, 12, 96, 128, 384, 704}) {
+    const at::Tensor s = glvq_random_signs(n, 7 + n);
+    const at::Tensor I = at::eye(n, at::kDouble);
+    const at::Tensor T = glvq_orth_apply(I, s).t();  // columns T e_i
+    EXPECT_TRUE(at::allclose(at::mm(T, T.t()), I, 0, 1e-10)) << "n " << n;
+    EXPECT_TRUE(at::allclose(glvq_orth_apply_t(glvq_orth_apply(I, s), s), I, 0, 1e-10)) << "n " << n;
+    // Spread: no entry larger than sqrt(2/n) (the DCT factor) .
+    EXPECT_LE(T.abs().max().item<double>(), std::sqrt(2.0 / n) + 1e-12) << "n " << n;
+  }
+}
+
+TEST(GlvqHadamard, WeightAndHessianRoundTrip) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(51);
+  const int64_t out = 384, in = 1024;
+  const at::Tensor W = at::randn({out, in}, gen);
+  const at::Tensor X = at::randn({64, in}, gen);
+  const at::Tensor H = at::mm(X.t(), X);
+  const at::Tensor so = glvq_random_signs(out, 1), si = glvq_random_signs(in, 2);
+  const at::Tensor Wp = glvq_incoherent_weight(W, so, si);
+  EXPECT_LT((glvq_coherent_weight(Wp, so, si) - W).abs().max().item<float>(), 1e-5);
+  // The loss is invariant: tr(E H E^T) = tr(E' H' E'^T).
+  const at::Tensor E = at::randn({out, in}, gen), Ep = glvq_incoherent_weight(E, so, si);
+  const at::Tensor Hp = glvq_incoherent_hessian(H, si);
+  const double a = (at::mm(E.to(at::kDouble), H.to(at::kDouble)) * E.to(at::kDouble)).sum().item<double>();
+  const double b = (at::mm(Ep.to(at::kDouble), Hp.to(at::kDouble)) * Ep.to(at::kDouble)).sum().item<double>();
+  EXPECT_NEAR(a, b, 1e-4 * a);
+}
+
+TEST(GlvqHadamard, SignsPackLosslessly) {
+  for (int64_t n : {1, 7, 8, 9, 384}) {
+    const at::Tensor s = glvq_random_signs(n, 100 + n);
+    const at::Tensor p = glvq_pack_signs(s);
+    EXPECT_EQ(p.numel(), (n + 7) / 8);
+    EXPECT_TRUE(at::equal(glvq_unpack_signs(p, n), s));
+  }
+  EXPECT_FALSE(at::equal(glvq_random_signs(64, 1), glvq_random_signs(64, 2)));
+  EXPECT_TRUE(at::equal(glvq_random_signs(64, 1), glvq_random_signs(64, 1)));
+}
+
+TEST(GlvqHadamard, DequantizeInvertsTheTransform) {
+  // A stored layer whose W' is decoded, then mapped back: compare with the
+  // transform applied by hand to the decode of the same arrays without signs.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(52);
+  const at::Tensor W = at::randn({48, 384}, gen) * 0.02;
+  const at::Tensor H = at::eye(384);
+  GlvqOptions o;
+  o.bits = 4;
+  o.cfg.iters = 2;
+  o.cfg.incoherence = true;
+  o.cfg.bit_alloc = false;
+  const QuantizedLinear q = glvq_quantize_layer(W, H, "layer", o);
+  QuantizedLinear plain = q;
+  plain.attrs["incoherence"] = 0;
+  const at::Tensor Wp_hat = glvq_dequantize(plain);
+  const at::Tensor so = glvq_unpack_signs(q.arrays.at("signs_out"), 48);
+  const at::Tensor si = glvq_unpack_signs(q.arrays.at("signs_in"), 384);
+  const at::Tensor W_hat = glvq_dequantize(q);
+  EXPECT_LT((glvq_coherent_weight(Wp_hat, so, si) - W_hat).abs().max().item<float>(), 1e-6);
+  // And 4 bits reconstruct W well in the original space.
+  EXPECT_LT(((W_hat - W).square().sum() / W.square().sum()).item<float>(), 0.05);
+}
+
+}  // namespace
+}  // namespace glvq
