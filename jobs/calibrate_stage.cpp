@@ -1,11 +1,16 @@
 // calibrate: calibration sequences flow through the full-precision pipeline;
-// each rank keeps the activations entering its first block. The learn stage
-// derives every block's statistics from them (see docs/DISTRIBUTED.md).
+// each rank keeps the activations entering its first block (also on disk,
+// stats/inputs-block-<k>.h5, for --resume). The learn stage derives every
+// block's statistics from them (docs/DISTRIBUTED.md).
+#include "ckpt/checksum.h"
 #include "common/error.h"
+#include "common/fs_util.h"
 #include "common/log.h"
 #include "eval/corpus.h"
 #include "jobs/pipeline.h"
+#include "jobs/provenance.h"
 #include "jobs/stage.h"
+#include "stats/stats_file.h"
 
 #include <c10/core/GradMode.h>
 
@@ -16,12 +21,27 @@ class CalibrateStage : public Stage {
  public:
   std::string name() const override { return "calibrate"; }
   void run(JobContext& ctx) override {
+    if (ctx.cfg.quant.method == "none") {
+      log_info("calibrate: quant.method is none, nothing to calibrate");
+      return;
+    }
     c10::NoGradGuard no_grad;
     const auto& c = ctx.cfg.calib;
-    GLVQ_USAGE_CHECK(!ctx.cfg.data.calib.empty(), "data.calib is not set: the calibrate stage needs a text");
     std::vector<int32_t> ids = broadcast_tokens(ctx, ctx.cfg.data.calib);
     at::Tensor samples = make_calib_samples(ids, c.ctx, c.samples, c.seed, ctx.cfg.data.calib);
     const RankShard& s = ctx.shard();
+    ctx.inputs_provenance = inputs_provenance(ctx, s.first_block, checksum_bytes(samples.data_ptr(), samples.nbytes()));
+    const std::string path = inputs_path(ctx.cfg.output_dir, s.first_block);
+    ctx.rank_report["calib_tokens"] = samples.numel();
+
+    // The pipeline needs every rank, so it is skipped only when all ranks have their inputs.
+    std::optional<std::vector<at::Tensor>> saved;
+    if (ctx.resume) saved = load_activations(path, ctx.inputs_provenance);
+    if (ctx.comm->allreduce_sum(saved ? 0.0 : 1.0) == 0.0) {
+      ctx.boundary_inputs = std::move(*saved);
+      log_info("calibrate: reusing {} (--resume)", path);
+      return;
+    }
     std::vector<BlockWeights> blocks;
     // The last rank's blocks need no forward here: nothing downstream consumes it.
     if (!ctx.last_rank())
@@ -35,7 +55,8 @@ class CalibrateStage : public Stage {
                    return y;
                  },
                  nullptr);
-    ctx.rank_report["calib_tokens"] = samples.numel();
+    ensure_dir(ctx.cfg.output_dir + "/stats");
+    save_activations(path, ctx.boundary_inputs, ctx.inputs_provenance);
     log_info("calibrate: {} sequences of {} tokens captured at block {}", samples.size(0), samples.size(1),
              s.first_block);
   }

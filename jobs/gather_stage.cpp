@@ -1,21 +1,25 @@
-// gather: the ranks' quantized layers are accounted (bits per weight with
-// every overhead) and merged on rank 0.
+// gather: rank 0 merges the block files into <output_dir>/model.glvq.h5 with
+// the unquantized tensors, and accounts bits per weight from what was stored.
+#include "ckpt/block_file.h"
+#include "ckpt/checkpoint.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "jobs/stage.h"
 
+#include <chrono>
+
 namespace glvq {
 namespace {
 
-nlohmann::json bits_json(const BitsBreakdown& b) {
-  return {{"codes", b.codes},   {"lattice", b.lattice}, {"companding", b.companding}, {"scales", b.scales},
-          {"bitmap", b.bitmap}, {"transform", b.transform}, {"other", b.other}, {"total", b.total()},
-          {"weights", b.weights}};
-}
-
-int64_t unquantized_params(const LlamaConfig& c) {
-  int64_t p = int64_t(c.vocab) * c.hidden * (c.tie_word_embeddings ? 1 : 2) + c.hidden;
-  return p + int64_t(c.n_layers) * 2 * c.hidden;
+std::vector<std::string> unquantized_names(const LlamaConfig& c, const ModelFiles& files) {
+  std::vector<std::string> names = {"model.embed_tokens.weight"};
+  for (int l = 0; l < c.n_layers; ++l) {
+    names.push_back(fmt::format("model.layers.{}.input_layernorm.weight", l));
+    names.push_back(fmt::format("model.layers.{}.post_attention_layernorm.weight", l));
+  }
+  names.push_back("model.norm.weight");
+  if (files.has("lm_head.weight")) names.push_back("lm_head.weight");
+  return names;
 }
 
 class GatherStage : public Stage {
@@ -23,27 +27,44 @@ class GatherStage : public Stage {
   std::string name() const override { return "gather"; }
   void run(JobContext& ctx) override {
     if (ctx.cfg.quant.method == "none") return;
-    BitsBreakdown local;
-    for (auto& [name, q] : ctx.quantized) local += count_bits(q);
-    auto parts = ctx.comm->gather_strings(bits_json(local).dump());
+    ctx.comm->barrier();  // every rank's block files are complete
     if (!ctx.first_rank()) return;
-    BitsBreakdown all;
-    for (auto& p : parts) {
-      auto j = nlohmann::json::parse(p);
-      BitsBreakdown b;
-      b.codes = j["codes"]; b.lattice = j["lattice"]; b.companding = j["companding"]; b.scales = j["scales"];
-      b.bitmap = j["bitmap"]; b.transform = j["transform"]; b.other = j["other"]; b.weights = j["weights"];
-      all += b;
+    const std::string out = ctx.cfg.output_dir + "/model.glvq.h5";
+    CheckpointWriter writer(out);
+    BitsBreakdown bits;
+    nlohmann::json provenance = nlohmann::json::object();
+    for (int b = 0; b < ctx.model.n_layers; ++b) {
+      BlockFile bf = read_block_file(block_file_path(ctx.cfg.output_dir + "/blocks", b));
+      GLVQ_CHECK(bf.block == b, "block file for block {} says it holds block {}", b, bf.block);
+      for (auto& [name, q] : bf.layers) {
+        bits += count_bits(q);
+        writer.add_layer(name, q);
+      }
+      provenance[std::to_string(b)] = bf.provenance.value("quant_config_hash", "");
     }
-    GLVQ_CHECK(all.weights > 0, "no quantized layers were produced");
-    const double model_bits =
-        all.total() * double(all.weights) + 16.0 * double(unquantized_params(ctx.model));
-    ctx.report["bits_per_weight"] = all.total();
-    ctx.report["code_bits_per_weight"] = all.codes;
-    ctx.report["bits_breakdown"] = bits_json(all);
-    ctx.report["bits_per_weight_model"] = model_bits / double(all.weights + unquantized_params(ctx.model));
-    log_info("gather: {:.4f} bits per weight over {} quantized weights (codes {:.4f})", all.total(), all.weights,
-             all.codes);
+    int64_t unquantized = 0, unquantized_bits = 0;
+    for (const auto& name : unquantized_names(ctx.model, *ctx.files)) {
+      const TensorView& v = ctx.files->get(name);
+      writer.add_tensor(v);
+      unquantized += v.numel();
+      unquantized_bits += int64_t(v.nbytes) * 8;
+    }
+    CheckpointInfo info;
+    info.model_config = ctx.model.raw.dump(2);
+    info.config = config_to_json(ctx.cfg).dump();
+    info.method = ctx.cfg.quant.method;
+    info.git_commit = GLVQ_GIT_COMMIT;
+    info.provenance = {{"block_quant_config_hash", provenance}};
+    writer.finish(info);
+    GLVQ_CHECK(bits.weights > 0, "no quantized layers were produced");
+    ctx.report["bits_per_weight"] = bits.total();
+    ctx.report["code_bits_per_weight"] = bits.codes;
+    ctx.report["bits_breakdown"] = bits_breakdown_json(bits);
+    ctx.report["bits_per_weight_model"] =
+        (bits.total() * double(bits.weights) + double(unquantized_bits)) / double(bits.weights + unquantized);
+    ctx.report["checkpoint"] = out;
+    log_info("gather: {} written; {:.4f} bits per weight over {} quantized weights (codes {:.4f})", out,
+             bits.total(), bits.weights, bits.codes);
   }
 };
 

@@ -30,8 +30,7 @@ struct JobContext {
 
   /// calibrate -> learn: this rank's first block's inputs, one tensor per micro-batch.
   std::vector<at::Tensor> boundary_inputs;
-  /// learn -> gather/validate: the quantized linears of this rank's blocks, by tensor name.
-  std::map<std::string, QuantizedLinear> quantized;
+  nlohmann::json inputs_provenance;  ///< what boundary_inputs depend on (jobs/provenance.h)
 
   /// Facts for report.json: each rank fills its own, rank 0 merges.
   nlohmann::json rank_report = nlohmann::json::object();

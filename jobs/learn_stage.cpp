@@ -1,20 +1,85 @@
 // learn: block by block, the rank derives each linear's input statistics from
-// the activations entering the block, quantizes the block's seven linears, and
-// passes the activations on through the quantized (or full-precision) block.
+// the activations entering the block, quantizes the block's seven linears,
+// stores them durably (blocks/block-<k>.h5), and passes the activations on
+// through the quantized (or full-precision) block. With --resume, a block whose
+// file matches this run is read back instead of learned again.
+#include "ckpt/block_file.h"
 #include "common/error.h"
+#include "common/fs_util.h"
 #include "common/log.h"
+#include "jobs/provenance.h"
 #include "jobs/stage.h"
 #include "stats/hessian.h"
+#include "stats/stats_file.h"
 
 #include <c10/core/GradMode.h>
 
 #include <chrono>
+#include <cstdio>
 
 namespace glvq {
 namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+BlockStats collect_stats(JobContext& ctx, const BlockWeights& fp) {
+  c10::NoGradGuard no_grad;
+  std::array<HessianAccumulator, kNumTaps> acc;
+  TapFn tap = [&](Tap t, const at::Tensor& x) { acc[static_cast<int>(t)].add(x); };
+  for (auto& x : ctx.boundary_inputs) block_forward(fp, ctx.model, ctx.rope, x.to(ctx.device), &tap);
+  BlockStats s;
+  for (int t = 0; t < kNumTaps; ++t) s.H[t] = acc[t].mean();
+  s.tokens = acc[0].tokens();
+  return s;
+}
+
+// The block's quantized layers: read back from a matching block file (--resume) or learned now.
+std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer& quantizer, int b,
+                                                      const BlockWeights& fp, nlohmann::json& losses) {
+  const std::string path = block_file_path(ctx.cfg.output_dir + "/blocks", b);
+  const nlohmann::json prov = block_provenance(ctx, b, ctx.inputs_provenance);
+  if (ctx.resume) {
+    BlockFile contents;
+    BlockFileCheck check = check_block_file(path, prov, b, default_provenance_ignore(), &contents);
+    switch (check.state) {
+      case BlockFileState::kMatches:
+        log_info("learn: block {} reused from {} (--resume)", b, path);
+        return std::move(contents.layers);
+      case BlockFileState::kMismatch:
+        throw UsageError(fmt::format("--resume: {}; this run's setting differs from the one the block was made "
+                                     "with. Use the original settings, or a new output_dir", check.why),
+                         __FILE__, __LINE__);
+      case BlockFileState::kInvalid:
+        log_warn("learn: {}; learning block {} again", check.why, b);
+        std::remove(path.c_str());
+        break;
+      case BlockFileState::kAbsent: break;
+    }
+  }
+  const std::string spath = stats_path(ctx.cfg.output_dir, b);
+  std::optional<BlockStats> stats;
+  if (ctx.resume) stats = load_block_stats(spath, prov);
+  if (!stats) {
+    stats = collect_stats(ctx, fp);
+    save_block_stats(spath, *stats, prov);
+  }
+  std::map<std::string, QuantizedLinear> layers;
+  for (int l = 0; l < kNumLinears; ++l) {
+    const Linear lin = static_cast<Linear>(l);
+    const std::string name = linear_tensor_name(b, lin);
+    const at::Tensor& H = stats->H[static_cast<int>(tap_of(lin))];
+    QuantizedLinear ql = quantizer.quantize(fp[lin], H.to(ctx.device), name);
+    const double ref = layer_loss(fp[lin], at::zeros_like(fp[lin]), H.to(fp[lin].device()));
+    losses[name] = {{"loss", ql.loss}, {"loss_init", ql.loss_init}, {"seconds", ql.seconds},
+                    {"rel_loss", ql.loss / std::max(1e-30, ref)}};
+    log_info("learn: {} relative loss {:.4e} (start {:.4e}) in {:.2f}s", name, ql.loss / std::max(1e-30, ref),
+             ql.loss_init / std::max(1e-30, ref), ql.seconds);
+    layers[name] = std::move(ql);
+  }
+  write_block_file(path, b, layers, prov);
+  return layers;
 }
 
 class LearnStage : public Stage {
@@ -26,44 +91,28 @@ class LearnStage : public Stage {
       log_info("learn: quant.method is none, nothing to learn");
       return;
     }
-    GLVQ_CHECK(!ctx.boundary_inputs.empty(), "learn needs the calibrate stage's activations; run --stage all "
-               "or calibrate first");
+    GLVQ_CHECK(!ctx.boundary_inputs.empty(), "learn needs the calibrate stage's activations; run --stage all, "
+               "or calibrate first and then learn with --resume");
     auto quantizer = make_quantizer(cfg.quant, cfg.seed);
     const RankShard& s = ctx.shard();
+    ensure_dir(cfg.output_dir + "/blocks");
+    ensure_dir(cfg.output_dir + "/stats");
     Progress progress("learn", s.end_block - s.first_block, 0.0);
     nlohmann::json losses = nlohmann::json::object();
     for (int b = s.first_block; b < s.end_block; ++b) {
       auto t0 = std::chrono::steady_clock::now();
       BlockWeights fp = load_block(*ctx.files, ctx.model, b, ctx.device);
-      std::array<HessianAccumulator, kNumTaps> stats;
-      TapFn tap = [&](Tap t, const at::Tensor& x) { stats[static_cast<int>(t)].add(x); };
-      {
+      auto layers = quantize_block(ctx, *quantizer, b, fp, losses);
+      if (b + 1 < s.end_block) {
         c10::NoGradGuard no_grad;
-        for (auto& x : ctx.boundary_inputs) block_forward(fp, ctx.model, ctx.rope, x.to(ctx.device), &tap);
+        BlockWeights next = fp;
+        if (cfg.calib.propagate == "quantized")
+          for (auto& [name, q] : layers)
+            for (int l = 0; l < kNumLinears; ++l)
+              if (name == linear_tensor_name(b, static_cast<Linear>(l))) next.w[l] = dequantize(q).to(ctx.device);
+        for (auto& x : ctx.boundary_inputs) x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device)).to(at::kCPU);
       }
-      std::array<at::Tensor, kNumTaps> H;
-      for (int t = 0; t < kNumTaps; ++t) H[t] = stats[t].mean();
-      double t_stats = seconds_since(t0);
-      BlockWeights q = fp;
-      for (int l = 0; l < kNumLinears; ++l) {
-        const Linear lin = static_cast<Linear>(l);
-        const std::string name = linear_tensor_name(b, lin);
-        QuantizedLinear ql = quantizer->quantize(fp[lin], H[static_cast<int>(tap_of(lin))], name);
-        q[lin] = dequantize(ql).to(ctx.device);
-        losses[name] = {{"loss", ql.loss}, {"loss_init", ql.loss_init}, {"seconds", ql.seconds},
-                        {"rel_loss", ql.loss / std::max(1e-30, layer_loss(fp[lin], at::zeros_like(fp[lin]),
-                                                                           H[static_cast<int>(tap_of(lin))]))}};
-        log_debug("learn: {} loss {:.4e} (init {:.4e}) in {:.2f}s", name, ql.loss, ql.loss_init, ql.seconds);
-        ctx.quantized[name] = std::move(ql);
-      }
-      {
-        c10::NoGradGuard no_grad;
-        const BlockWeights& next = cfg.calib.propagate == "quantized" ? q : fp;
-        for (auto& x : ctx.boundary_inputs)
-          x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device)).to(at::kCPU);
-      }
-      double t_block = seconds_since(t0);
-      log_info("learn: block {} done in {:.1f}s (statistics {:.1f}s)", b, t_block, t_stats);
+      log_info("learn: block {} done in {:.1f}s", b, seconds_since(t0));
       progress.step(1, fmt::format("block {}", b));
     }
     progress.done();

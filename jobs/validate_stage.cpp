@@ -1,5 +1,6 @@
 // validate: pipelined perplexity over the evaluation text, with the
 // full-precision weights and, when a quantizer ran, the quantized ones.
+#include "ckpt/checkpoint.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "eval/corpus.h"
@@ -38,15 +39,18 @@ class ValidateStage : public Stage {
  private:
   double evaluate(JobContext& ctx, const at::Tensor& chunks, bool quantized) {
     const RankShard& s = ctx.shard();
+    // The quantized weights come from the checkpoint, so the perplexity is that of what was stored.
+    std::unique_ptr<CheckpointReader> ckpt;
+    if (quantized) ckpt = std::make_unique<CheckpointReader>(ctx.cfg.output_dir + "/model.glvq.h5");
     std::vector<BlockWeights> blocks;
     for (int b = s.first_block; b < s.end_block; ++b) {
       BlockWeights w = load_block(*ctx.files, ctx.model, b, ctx.device);
       if (quantized)
         for (int l = 0; l < kNumLinears; ++l) {
           const std::string name = linear_tensor_name(b, static_cast<Linear>(l));
-          auto it = ctx.quantized.find(name);
-          GLVQ_CHECK(it != ctx.quantized.end(), "no quantized weights for {}; run the learn stage first", name);
-          w.w[l] = dequantize(it->second).to(ctx.device);
+          GLVQ_CHECK(ckpt->has_layer(name), "{} has no layer {}; run the learn and gather stages first",
+                     ckpt->path(), name);
+          w.w[l] = dequantize(ckpt->layer(name)).to(ctx.device);
         }
       blocks.push_back(std::move(w));
     }

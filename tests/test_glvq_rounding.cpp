@@ -1,6 +1,7 @@
 // Rounding onto the coset G(Z^d + 1/2): the tensor path agrees with the codec
 // reference, and nearest-plane is never worse on average than rounding-off.
 #include "quant/glvq_codec.h"
+#include "quant/glvq_encode.h"
 #include "quant/glvq_group_ops.h"
 
 #include <gtest/gtest.h>
@@ -90,6 +91,28 @@ TEST(GlvqRounding, TensorPathMatchesTheCodecReference) {
     const at::Tensor same = (W_hat - ref).abs() <= 1e-5 * (ref.abs() + 1e-3);
     EXPECT_GT(same.to(at::kFloat).mean().item<float>(), 0.999) << "companding " << companding;
   }
+}
+
+TEST(GlvqRounding, ParallelReferenceIsTheSerialReference) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(32);
+  const int64_t out = 600, gs = 48, d = 8, B = 3;  // 600 rows: two full row blocks and a partial one
+  const at::Tensor W = (at::randn({out, B * gs}, gen) * 0.05).contiguous();
+  const at::Tensor G = (skewed_bases(B, d, gen) * 0.3).contiguous();
+  const at::Tensor Ginv = at::linalg_inv(G.to(at::kDouble)).to(at::kFloat).contiguous();
+  const at::Tensor s = at::tensor({0.1f, 0.2f, 0.15f}), mu = at::tensor({0.f, 60.f, 200.f});
+  const at::Tensor bits = at::tensor({1, 3, 8}, at::kByte);
+  const GlvqGroupParams p{bits.data_ptr<uint8_t>(), s.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
+                          Ginv.data_ptr<float>()};
+  const GlvqLayout L{out, B * gs, static_cast<int>(d), static_cast<int>(gs)};
+  const int64_t bytes = glvq_group_offsets(L, p.bits).back();
+  std::vector<uint8_t> serial(bytes), parallel(bytes, 0xAB);
+  glvq_encode_ref(L, p, W.data_ptr<float>(), serial.data());
+  glvq_encode_ref_parallel(L, p, W.data_ptr<float>(), parallel.data());
+  EXPECT_EQ(serial, parallel);
+  at::Tensor a = at::empty({out, B * gs}), b = at::full({out, B * gs}, 7.f);
+  glvq_decode_ref(L, p, serial.data(), a.data_ptr<float>());
+  glvq_decode_ref_parallel(L, p, serial.data(), b.data_ptr<float>());
+  EXPECT_TRUE(at::equal(a, b));
 }
 
 }  // namespace

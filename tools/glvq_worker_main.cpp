@@ -6,7 +6,12 @@
 #include <CLI/CLI.hpp>
 #include <fmt/ranges.h>
 
+#include <cstdlib>
+
 int main(int argc, char** argv) {
+  // Ranks read the same checkpoint concurrently; HDF5's advisory locks would
+  // make those opens fail on some filesystems, and no rank writes a file another opens.
+  setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0);
   glvq::Comm& comm = glvq::Comm::init(&argc, &argv);
   glvq::WorkerArgs args;
   CLI::App app{fmt::format(

@@ -90,7 +90,7 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(),
                           G.data_ptr<float>(), Ginv.data_ptr<float>()};
   at::Tensor W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
-  glvq_decode_ref(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
+  glvq_decode_ref_parallel(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
   W = W.to(device);
   if (attr(q, "incoherence") != 0) {
     const at::Tensor s_in = glvq_unpack_signs(array(q, "signs_in", at::kByte, (q.in + 7) / 8), q.in);
@@ -105,6 +105,13 @@ at::Tensor glvq_dequantize(const QuantizedLinear& q) { return glvq_dequantize_on
 QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_in, const std::string& name,
                                     const GlvqOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  auto lap = [&last]() {
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - last).count();
+    last = now;
+    return s;
+  };
   const GlvqConfig& c = opt.cfg;
   GLVQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
              "layer {}: glvq needs W [out, in] and H [in, in], got {} and {} dimensions", name, W_in.dim(),
@@ -153,6 +160,7 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     A = glvq_diag_blocks(Hp, gs);
   }
 
+  const double t_prep = lap();
   // Init at every width the allocation asks about; the allocation picks per group.
   const GlvqInitStats st = glvq_init_stats(Wg, d, c.companding);
   std::map<int, std::pair<GlvqParams, at::Tensor>> inits;
@@ -210,18 +218,26 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
   lo.eps = c.eps;
   lo.companding = c.companding;
   lo.rounding = c.rounding;
+  lo.cosine = opt.cosine;
 
+  const double t_init = lap();
+  double t_learn = 0, t_finish = 0;
   const Stored init = finish(P0);
+  t_finish += lap();
   Stored best = init;
   if (opt.learn && c.iters > 0) {
     GlvqParams P = glvq_learn(Wg, A, F_intra, P0, lo).best;
+    t_learn += lap();
     Stored cur = finish(P);
+    t_finish += lap();
     if (cur.q.loss < best.q.loss) best = cur;
     // With feedback a group's real target is W' plus the errors fed forward to
     // it: learn again on those targets (they move little between passes).
     for (int pass = 2; c.error_feedback && pass <= opt.passes; ++pass) {
       P = glvq_learn(cur.targets, A, F_intra, P, lo).best;
+      t_learn += lap();
       cur = finish(P);
+      t_finish += lap();
       if (cur.q.loss < best.q.loss) best = cur;
     }
   }
@@ -229,8 +245,9 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
   q.loss_init = init.q.loss;
   q.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double ref = layer_loss(W, at::zeros_like(W), H);
-  log_debug("glvq {} [{}, {}]: loss/||W||_H^2 init {:.5g} -> {:.5g} in {:.2f} s", name, out, in,
-            init.q.loss / ref, q.loss / ref, q.seconds);
+  log_debug("glvq {} [{}, {}]: loss/||W||_H^2 init {:.5g} -> {:.5g} in {:.2f} s (prepare {:.2f}, init {:.2f}, "
+            "learn {:.2f}, encode+decode {:.2f})",
+            name, out, in, init.q.loss / ref, q.loss / ref, q.seconds, t_prep, t_init, t_learn, t_finish);
   return q;
 }
 

@@ -41,6 +41,7 @@ struct GlvqOptions {
   double damp = 0.01;         ///< relative damping of H for the feedback factor
   GlvqAllocSearch alloc_search = GlvqAllocSearch::exact;
   bool learn = true;          ///< false: store the init (for measurements)
+  bool cosine = true;         ///< cosine learning-rate decay (false: constant lr)
 };
 
 /// Quantizes one layer (W [out, in], H [in, in], any device); the result's

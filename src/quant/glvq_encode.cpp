@@ -3,10 +3,34 @@
 #include "common/error.h"
 #include "quant/glvq_codec.h"
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <vector>
 
 namespace glvq {
 namespace {
+
+constexpr int64_t kRowsPerPiece = 256;
+
+/// Calls FN(g, r0, r1, sub-layout, sub-params, code offset) for every piece
+/// (group g, rows [r0, r1)) of L, in parallel.
+template <typename Fn>
+void for_each_piece(const GlvqLayout& L, const GlvqGroupParams& p, Fn fn) {
+  const std::vector<int64_t> off = glvq_group_offsets(L, p.bits);
+  const int64_t row_blocks = (L.out + kRowsPerPiece - 1) / kRowsPerPiece, d2 = int64_t(L.dim) * L.dim;
+  at::parallel_for(0, L.groups() * row_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t g = t / row_blocks, r0 = (t % row_blocks) * kRowsPerPiece, r1 = std::min(L.out, r0 + kRowsPerPiece);
+      GlvqLayout sub = L;
+      sub.out = r1 - r0;
+      sub.in = L.group_size;
+      const GlvqGroupParams sp{p.bits + g, p.scale + g, p.mu + g, p.G + g * d2, p.Ginv + g * d2};
+      const int64_t code_off = off[g] + r0 * L.vecs_per_row() * glvq_vec_bytes(L.dim, p.bits[g]);
+      fn(g, r0, r1, sub, sp, code_off);
+    }
+  });
+}
 
 /// Host copies of P in the codec's parameter form.
 struct HostParams {
@@ -33,10 +57,11 @@ at::Tensor pack_codes(const GlvqLayout& L, const at::Tensor& Z, const uint8_t* b
   at::Tensor codes = at::zeros({off.back()}, at::TensorOptions().dtype(at::kByte));
   const at::Tensor z = Z.to(at::kCPU).to(at::kInt).contiguous();
   const int64_t nvec = L.out * L.vecs_per_row(), d = L.dim;
-  std::vector<int32_t> uz(static_cast<size_t>(d));
   uint8_t* out = codes.data_ptr<uint8_t>();
   const int32_t* zp = z.data_ptr<int32_t>();
-  for (int64_t g = 0; g < L.groups(); ++g) {
+  at::parallel_for(0, L.groups(), 1, [&](int64_t g_begin, int64_t g_end) {
+  std::vector<int32_t> uz(static_cast<size_t>(d));
+  for (int64_t g = g_begin; g < g_end; ++g) {
     const int b = bits[g];
     const int32_t lo = -(1 << (b - 1));
     const int64_t vb = glvq_vec_bytes(L.dim, b);
@@ -49,10 +74,31 @@ at::Tensor pack_codes(const GlvqLayout& L, const at::Tensor& Z, const uint8_t* b
       glvq_pack_vec(uz.data(), L.dim, b, out + off[g] + n * vb);
     }
   }
+  });
   return codes;
 }
 
 }  // namespace
+
+void glvq_encode_ref_parallel(const GlvqLayout& L, const GlvqGroupParams& p, const float* W, uint8_t* codes) {
+  for_each_piece(L, p, [&](int64_t g, int64_t r0, int64_t r1, const GlvqLayout& sub, const GlvqGroupParams& sp,
+                           int64_t code_off) {
+    std::vector<float> buf(static_cast<size_t>((r1 - r0) * sub.in));
+    for (int64_t r = r0; r < r1; ++r)
+      std::copy_n(W + r * L.in + g * L.group_size, sub.in, buf.data() + (r - r0) * sub.in);
+    glvq_encode_ref(sub, sp, buf.data(), codes + code_off);
+  });
+}
+
+void glvq_decode_ref_parallel(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, float* W_hat) {
+  for_each_piece(L, p, [&](int64_t g, int64_t r0, int64_t r1, const GlvqLayout& sub, const GlvqGroupParams& sp,
+                           int64_t code_off) {
+    std::vector<float> buf(static_cast<size_t>((r1 - r0) * sub.in));
+    glvq_decode_ref(sub, sp, codes + code_off, buf.data());
+    for (int64_t r = r0; r < r1; ++r)
+      std::copy_n(buf.data() + (r - r0) * sub.in, sub.in, W_hat + r * L.in + g * L.group_size);
+  });
+}
 
 GlvqParams glvq_round_to_storage(const GlvqParams& p) {
   auto r = [](const at::Tensor& x) { return x.to(at::kHalf).to(at::kFloat); };
@@ -74,7 +120,7 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
     const std::vector<int64_t> off = glvq_group_offsets(L, hp.bits.data_ptr<uint8_t>());
     enc.codes = at::zeros({off.back()}, at::TensorOptions().dtype(at::kByte));
     const at::Tensor Wc = Wp.to(at::kCPU, at::kFloat).contiguous();
-    glvq_encode_ref(L, hp.view(), Wc.data_ptr<float>(), enc.codes.data_ptr<uint8_t>());
+    glvq_encode_ref_parallel(L, hp.view(), Wc.data_ptr<float>(), enc.codes.data_ptr<uint8_t>());
     enc.targets = glvq_group_view(Wp, gs);
     return enc;
   }

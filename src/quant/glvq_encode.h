@@ -5,6 +5,7 @@
 /// rounding and error feedback choose the codes with the batched tensor path
 /// and pack them with the reference packer, so the reference decoder reads
 /// exactly what was chosen.
+#include "quant/glvq_codec.h"
 #include "quant/glvq_group_ops.h"
 
 #include <ATen/ATen.h>
@@ -12,6 +13,12 @@
 #include <string>
 
 namespace glvq {
+
+/// glvq_encode_ref / glvq_decode_ref run in parallel (at::parallel_for) over
+/// (group, block of rows) pieces, each a call of the reference on a one-group
+/// layout: the same bytes and floats as one serial call.
+void glvq_encode_ref_parallel(const GlvqLayout& L, const GlvqGroupParams& p, const float* W, uint8_t* codes);
+void glvq_decode_ref_parallel(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, float* W_hat);
 
 /// P with G, mu and scale rounded to fp16 (kept float, on P's device).
 GlvqParams glvq_round_to_storage(const GlvqParams& p);

@@ -9,6 +9,7 @@ namespace {
 
 constexpr double kMuLo = 10.0, kMuSpan = 245.0;  // mu = 10 + 245 sigmoid(theta), in [10, 255]
 constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kAdamEps = 1e-8;
+constexpr double kPi = 3.14159265358979323846;
 
 struct Adam {
   at::Tensor m, v;
@@ -73,6 +74,8 @@ GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::
     if (it >= opt.iters || (prev >= 0 && std::fabs(prev - total) < opt.eps * prev)) break;
     prev = total;
 
+    // Cosine decay: early steps move G far, late ones polish (the best iterate is kept).
+    const double lr = opt.cosine ? opt.lr * 0.5 * (1 + std::cos(kPi * it / std::max(opt.iters, 1))) : opt.lr;
     // d objective / d W_hat = -2 E A / loss0, then through c^-1 and G (z + 1/2).
     const at::Tensor T = c.Z + 0.5;                                 // [B, M, d]
     const at::Tensor Uh = glvq_lattice_point(c.Z, G);               // [B, M, d]
@@ -86,13 +89,13 @@ GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::
       const at::Tensor dw_dmu = at::sign(Uh) * s * (a * ex / ((1 + m) * m) - (ex - 1) / (m * m));
       const at::Tensor sg = at::sigmoid(theta);
       const at::Tensor g_theta = (R * dw_dmu).sum({1, 2}) * (kMuSpan * sg * (1 - sg));
-      adam_t.step(theta, g_theta, opt.lr);
+      adam_t.step(theta, g_theta, lr);
     } else {
       gU = R * s;
     }
     at::Tensor gG = at::bmm(gU.transpose(1, 2), T);
     if (opt.lambda > 0) gG = gG + (G - G0) * (2.0 * opt.lambda) / g0_norm2;
-    adam_p.step(P, gG * sig0, opt.lr);
+    adam_p.step(P, gG * sig0, lr);
 
     // Spectral projection: singular values of P (= G / sigma_max(G0)) into [sigma_min, sigma_max].
     auto [Us, S, Vh] = at::linalg_svd(P, /*full_matrices=*/false);

@@ -24,6 +24,7 @@ struct GlvqLearnOptions {
   double eps = 1e-5;          ///< stop when |loss_t - loss_t-1| < eps * loss_t-1 (summed over groups)
   bool companding = true;
   std::string rounding = "babai";
+  bool cosine = true;         ///< decay lr to 0 over iters by a half cosine
 };
 
 struct GlvqLearnResult {
