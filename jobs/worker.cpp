@@ -97,16 +97,12 @@ int run_worker(Comm& comm, const WorkerArgs& args) {
     }
     write_report(ctx, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
   } catch (const Error& e) {
-    log_error("{}", e.what());
-    std::fprintf(stderr, "glvq-worker: error on rank %d: %s\n", comm.rank(), e.what());
-    std::fflush(stderr);
+    log_error("{}", e.what());  // the log echoes errors to the terminal
     log_close();
     if (comm.size() > 1) comm.abort_job(e.exit_code());
     return e.exit_code();
   } catch (const std::exception& e) {
     log_error("unexpected error: {}", e.what());
-    std::fprintf(stderr, "glvq-worker: unexpected error on rank %d: %s\n", comm.rank(), e.what());
-    std::fflush(stderr);
     log_close();
     if (comm.size() > 1) comm.abort_job(kExitError);
     return kExitError;

@@ -1,16 +1,16 @@
 // Salience-driven bit allocation: the average stays exactly N, the search finds
 // the best balanced assignment, and on a layer whose groups differ strongly in
 // salience it beats uniform widths.
-#include "quant/glvq.h"
-#include "common/error.h"
-#include "quant/glvq_bit_alloc.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <random>
+
+#include "common/error.h"
+#include "quant/glvq.h"
+#include "quant/glvq_bit_alloc.h"
 
 namespace glvq {
 namespace {
@@ -44,8 +44,8 @@ TEST(GlvqBitAlloc, IntegerTargetKeepsTheExactAverage) {
     for (int64_t B : {2, 3, 7, 16, 57}) {
       const std::vector<double> sal = random_salience(B, seed);
       for (auto search : {GlvqAllocSearch::exact, GlvqAllocSearch::salience}) {
-        const std::vector<int> bits =
-            glvq_allocate_bits(2, sal, true, [&](int b) { return model_losses(sal, b, seed); }, search);
+        const std::vector<int> bits = glvq_allocate_bits(
+            2, sal, true, [&](int b) { return model_losses(sal, b, seed); }, search);
         ASSERT_EQ(static_cast<int64_t>(bits.size()), B);
         EXPECT_EQ(std::accumulate(bits.begin(), bits.end(), 0), 2 * B);
         int n1 = 0, n3 = 0;

@@ -1,20 +1,20 @@
 // Error feedback (LDLQ with blocks of d or gs columns): the layer loss equals
 // the sum of the blocks' losses in their own metrics, and feedback lowers the
 // loss of a layer whose inputs are correlated.
-#include "quant/glvq.h"
-#include "quant/glvq_feedback.h"
-#include "quant/glvq_group_ops.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdio>
+
+#include "quant/glvq.h"
+#include "quant/glvq_feedback.h"
+#include "quant/glvq_group_ops.h"
 
 namespace glvq {
 namespace {
 
 at::Tensor correlated_hessian(int64_t in, at::Generator& gen) {
-  const at::Tensor X = at::mm(at::randn({4 * in, in / 4}, gen), at::randn({in / 4, in}, gen)) +
-                       0.2 * at::randn({4 * in, in}, gen);
+  const at::Tensor X =
+      at::mm(at::randn({4 * in, in / 4}, gen), at::randn({in / 4, in}, gen)) + 0.2 * at::randn({4 * in, in}, gen);
   return at::mm(X.t(), X) / (4.0 * in);
 }
 

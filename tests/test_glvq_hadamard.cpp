@@ -1,9 +1,9 @@
 // The incoherence transform: orthogonal for powers of two and for m * 2^k,
 // inverted exactly by the dequantizer, signs packed losslessly.
+#include <gtest/gtest.h>
+
 #include "quant/glvq.h"
 #include "quant/glvq_hadamard.h"
-
-#include <gtest/gtest.h>
 
 namespace glvq {
 namespace {

@@ -1,14 +1,14 @@
 // GLVQ end to end on one synthetic layer: learning beats its Cholesky init,
 // the stored arrays rebuild exactly what quantize() scored, the storage is
 // what the arrays say, and a fixed seed gives the same bytes.
-#include "common/error.h"
-#include "quant/glvq.h"
-#include "quant/glvq_codec.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+
+#include "common/error.h"
+#include "quant/glvq.h"
+#include "quant/glvq_codec.h"
 
 namespace glvq {
 namespace {

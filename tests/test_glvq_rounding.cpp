@@ -1,13 +1,13 @@
 // Rounding onto the coset G(Z^d + 1/2): the tensor path agrees with the codec
 // reference, and nearest-plane is never worse on average than rounding-off.
-#include "quant/glvq_codec.h"
-#include "quant/glvq_encode.h"
-#include "quant/glvq_group_ops.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+
+#include "quant/glvq_codec.h"
+#include "quant/glvq_encode.h"
+#include "quant/glvq_group_ops.h"
 
 namespace glvq {
 namespace {

@@ -1,5 +1,11 @@
 #include "quant/glvq.h"
 
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+#include <vector>
+
 #include "common/error.h"
 #include "common/log.h"
 #include "quant/glvq_codec.h"
@@ -9,12 +15,6 @@
 #include "quant/glvq_hadamard.h"
 #include "quant/glvq_init.h"
 #include "quant/glvq_learn.h"
-
-#include <chrono>
-#include <cmath>
-#include <map>
-#include <set>
-#include <vector>
 
 namespace glvq {
 namespace {
@@ -39,8 +39,8 @@ std::vector<double> to_vector(const at::Tensor& t) {
 
 double attr(const QuantizedLinear& q, const char* key) {
   auto it = q.attrs.find(key);
-  GLVQ_CHECK(it != q.attrs.end(), "the glvq layer [{}, {}] has no \"{}\" attribute: the checkpoint is damaged",
-             q.out, q.in, key);
+  GLVQ_CHECK(it != q.attrs.end(), "the glvq layer [{}, {}] has no \"{}\" attribute: the checkpoint is damaged", q.out,
+             q.in, key);
   return it->second;
 }
 
@@ -72,8 +72,8 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   L.dim = static_cast<int>(attr(q, "dim"));
   L.group_size = static_cast<int>(attr(q, "group_size"));
   GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0 && L.in % L.group_size == 0,
-             "the glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged",
-             q.out, q.in, L.dim, L.group_size);
+             "the glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged", q.out,
+             q.in, L.dim, L.group_size);
   const int64_t B = L.groups(), d = L.dim;
   const at::Tensor bits = array(q, "bits", at::kByte, B).contiguous();
   for (int64_t g = 0; g < B; ++g) {
@@ -87,8 +87,8 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   const at::Tensor scale = array(q, "scale", at::kHalf, B).to(at::kFloat).contiguous();
   // The decoder reads only G; the codec's parameter block also carries G^-1.
   const at::Tensor Ginv = at::linalg_inv(G.to(at::kDouble)).to(at::kFloat).contiguous();
-  const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(),
-                          G.data_ptr<float>(), Ginv.data_ptr<float>()};
+  const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
+                          Ginv.data_ptr<float>()};
   at::Tensor W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
   glvq_decode_ref_parallel(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
   W = W.to(device);
@@ -114,13 +114,12 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
   };
   const GlvqConfig& c = opt.cfg;
   GLVQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
-             "layer {}: glvq needs W [out, in] and H [in, in], got {} and {} dimensions", name, W_in.dim(),
-             H_in.dim());
+             "layer {}: glvq needs W [out, in] and H [in, in], got {} and {} dimensions", name, W_in.dim(), H_in.dim());
   const int64_t out = W_in.size(0), in = W_in.size(1), d = c.dim;
   const int64_t gs = c.group_size == 0 ? in : c.group_size;
   GLVQ_CHECK(d >= 2 && gs % d == 0,
-             "layer {}: quant.glvq.dim = {} must divide the group size {} (quant.glvq.group_size = {})", name, d,
-             gs, c.group_size);
+             "layer {}: quant.glvq.dim = {} must divide the group size {} (quant.glvq.group_size = {})", name, d, gs,
+             c.group_size);
   GLVQ_CHECK(in % gs == 0,
              "layer {} [{}, {}]: quant.glvq.group_size = {} does not divide its {} input columns; use a divisor "
              "of {} or 0 (whole rows)",
@@ -245,9 +244,10 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
   q.loss_init = init.q.loss;
   q.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double ref = layer_loss(W, at::zeros_like(W), H);
-  log_debug("glvq {} [{}, {}]: loss/||W||_H^2 init {:.5g} -> {:.5g} in {:.2f} s (prepare {:.2f}, init {:.2f}, "
-            "learn {:.2f}, encode+decode {:.2f})",
-            name, out, in, init.q.loss / ref, q.loss / ref, q.seconds, t_prep, t_init, t_learn, t_finish);
+  log_debug(
+      "glvq {} [{}, {}]: loss/||W||_H^2 init {:.5g} -> {:.5g} in {:.2f} s (prepare {:.2f}, init {:.2f}, "
+      "learn {:.2f}, encode+decode {:.2f})",
+      name, out, in, init.q.loss / ref, q.loss / ref, q.seconds, t_prep, t_init, t_learn, t_finish);
   return q;
 }
 

@@ -13,12 +13,12 @@
 ///   "signs_in"  uint8 [ceil(in/8)]   } incoherence only (quant/glvq_hadamard.h):
 ///   "signs_out" uint8 [ceil(out/8)]  } W = T_out^T W' T_in; without it W = W'
 /// attrs: "dim", "group_size" (never 0 once stored), "incoherence" (0/1), "seed".
-#include "quant/glvq_bit_alloc.h"
-#include "quant/quantizer.h"
-
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include "quant/glvq_bit_alloc.h"
+#include "quant/quantizer.h"
 
 namespace glvq {
 
@@ -34,14 +34,14 @@ std::unique_ptr<Quantizer> make_glvq_quantizer(const QuantConfig& qc, uint64_t s
 /// that are fixed in the quantizer but open for measurement (bench, tests).
 struct GlvqOptions {
   GlvqConfig cfg;
-  double bits = 2.0;          ///< quant.bits: average code bits per weight
+  double bits = 2.0;  ///< quant.bits: average code bits per weight
   uint64_t seed = 0;
-  int64_t feedback_block = 0; ///< error feedback granularity in columns; 0 = d (vector by vector)
-  int passes = 2;             ///< with error feedback: learn, encode, re-learn on the fed-forward targets, encode
-  double damp = 0.01;         ///< relative damping of H for the feedback factor
+  int64_t feedback_block = 0;  ///< error feedback granularity in columns; 0 = d (vector by vector)
+  int passes = 2;              ///< with error feedback: learn, encode, re-learn on the fed-forward targets, encode
+  double damp = 0.01;          ///< relative damping of H for the feedback factor
   GlvqAllocSearch alloc_search = GlvqAllocSearch::exact;
-  bool learn = true;          ///< false: store the init (for measurements)
-  bool cosine = true;         ///< cosine learning-rate decay (false: constant lr)
+  bool learn = true;   ///< false: store the init (for measurements)
+  bool cosine = true;  ///< cosine learning-rate decay (false: constant lr)
 };
 
 /// Quantizes one layer (W [out, in], H [in, in], any device); the result's

@@ -1,11 +1,11 @@
 #include "quant/glvq_bit_alloc.h"
 
-#include "common/error.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
+
+#include "common/error.h"
 
 namespace glvq {
 namespace {

@@ -1,12 +1,12 @@
 #include "quant/glvq_encode.h"
 
-#include "common/error.h"
-#include "quant/glvq_codec.h"
-
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <vector>
+
+#include "common/error.h"
+#include "quant/glvq_codec.h"
 
 namespace glvq {
 namespace {
@@ -60,20 +60,20 @@ at::Tensor pack_codes(const GlvqLayout& L, const at::Tensor& Z, const uint8_t* b
   uint8_t* out = codes.data_ptr<uint8_t>();
   const int32_t* zp = z.data_ptr<int32_t>();
   at::parallel_for(0, L.groups(), 1, [&](int64_t g_begin, int64_t g_end) {
-  std::vector<int32_t> uz(static_cast<size_t>(d));
-  for (int64_t g = g_begin; g < g_end; ++g) {
-    const int b = bits[g];
-    const int32_t lo = -(1 << (b - 1));
-    const int64_t vb = glvq_vec_bytes(L.dim, b);
-    for (int64_t n = 0; n < nvec; ++n) {
-      const int32_t* zv = zp + (g * nvec + n) * d;
-      for (int64_t i = 0; i < d; ++i) {
-        GLVQ_ASSERT(zv[i] >= lo && zv[i] < -lo);
-        uz[i] = zv[i] - lo;
+    std::vector<int32_t> uz(static_cast<size_t>(d));
+    for (int64_t g = g_begin; g < g_end; ++g) {
+      const int b = bits[g];
+      const int32_t lo = -(1 << (b - 1));
+      const int64_t vb = glvq_vec_bytes(L.dim, b);
+      for (int64_t n = 0; n < nvec; ++n) {
+        const int32_t* zv = zp + (g * nvec + n) * d;
+        for (int64_t i = 0; i < d; ++i) {
+          GLVQ_ASSERT(zv[i] >= lo && zv[i] < -lo);
+          uz[i] = zv[i] - lo;
+        }
+        glvq_pack_vec(uz.data(), L.dim, b, out + off[g] + n * vb);
       }
-      glvq_pack_vec(uz.data(), L.dim, b, out + off[g] + n * vb);
     }
-  }
   });
   return codes;
 }
@@ -81,23 +81,23 @@ at::Tensor pack_codes(const GlvqLayout& L, const at::Tensor& Z, const uint8_t* b
 }  // namespace
 
 void glvq_encode_ref_parallel(const GlvqLayout& L, const GlvqGroupParams& p, const float* W, uint8_t* codes) {
-  for_each_piece(L, p, [&](int64_t g, int64_t r0, int64_t r1, const GlvqLayout& sub, const GlvqGroupParams& sp,
-                           int64_t code_off) {
-    std::vector<float> buf(static_cast<size_t>((r1 - r0) * sub.in));
-    for (int64_t r = r0; r < r1; ++r)
-      std::copy_n(W + r * L.in + g * L.group_size, sub.in, buf.data() + (r - r0) * sub.in);
-    glvq_encode_ref(sub, sp, buf.data(), codes + code_off);
-  });
+  for_each_piece(
+      L, p, [&](int64_t g, int64_t r0, int64_t r1, const GlvqLayout& sub, const GlvqGroupParams& sp, int64_t code_off) {
+        std::vector<float> buf(static_cast<size_t>((r1 - r0) * sub.in));
+        for (int64_t r = r0; r < r1; ++r)
+          std::copy_n(W + r * L.in + g * L.group_size, sub.in, buf.data() + (r - r0) * sub.in);
+        glvq_encode_ref(sub, sp, buf.data(), codes + code_off);
+      });
 }
 
 void glvq_decode_ref_parallel(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, float* W_hat) {
-  for_each_piece(L, p, [&](int64_t g, int64_t r0, int64_t r1, const GlvqLayout& sub, const GlvqGroupParams& sp,
-                           int64_t code_off) {
-    std::vector<float> buf(static_cast<size_t>((r1 - r0) * sub.in));
-    glvq_decode_ref(sub, sp, codes + code_off, buf.data());
-    for (int64_t r = r0; r < r1; ++r)
-      std::copy_n(buf.data() + (r - r0) * sub.in, sub.in, W_hat + r * L.in + g * L.group_size);
-  });
+  for_each_piece(
+      L, p, [&](int64_t g, int64_t r0, int64_t r1, const GlvqLayout& sub, const GlvqGroupParams& sp, int64_t code_off) {
+        std::vector<float> buf(static_cast<size_t>((r1 - r0) * sub.in));
+        glvq_decode_ref(sub, sp, codes + code_off, buf.data());
+        for (int64_t r = r0; r < r1; ++r)
+          std::copy_n(buf.data() + (r - r0) * sub.in, sub.in, W_hat + r * L.in + g * L.group_size);
+      });
 }
 
 GlvqParams glvq_round_to_storage(const GlvqParams& p) {

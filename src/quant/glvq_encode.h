@@ -5,12 +5,12 @@
 /// rounding and error feedback choose the codes with the batched tensor path
 /// and pack them with the reference packer, so the reference decoder reads
 /// exactly what was chosen.
-#include "quant/glvq_codec.h"
-#include "quant/glvq_group_ops.h"
-
 #include <ATen/ATen.h>
 
 #include <string>
+
+#include "quant/glvq_codec.h"
+#include "quant/glvq_group_ops.h"
 
 namespace glvq {
 

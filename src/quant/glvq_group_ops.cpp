@@ -1,8 +1,8 @@
 #include "quant/glvq_group_ops.h"
 
-#include "common/error.h"
-
 #include <vector>
+
+#include "common/error.h"
 
 namespace glvq {
 namespace {
@@ -94,8 +94,8 @@ at::Tensor glvq_lattice_point(const at::Tensor& Z, const at::Tensor& G) {
   return at::matmul(Z + 0.5, G.transpose(1, 2));
 }
 
-GlvqGroupCodes glvq_quantize_groups(const at::Tensor& Wg, const GlvqParams& p, bool companding,
-                                    const GlvqRounder& r, const at::Tensor& F) {
+GlvqGroupCodes glvq_quantize_groups(const at::Tensor& Wg, const GlvqParams& p, bool companding, const GlvqRounder& r,
+                                    const at::Tensor& F) {
   const int64_t B = Wg.size(0), out = Wg.size(1), gs = Wg.size(2), d = p.G.size(1);
   const int64_t nv = gs / d;
   if (!F.defined()) {
@@ -122,9 +122,7 @@ GlvqGroupCodes glvq_quantize_groups(const at::Tensor& Wg, const GlvqParams& p, b
   return {Z.reshape({B, out * nv, d}), W_hat, E};
 }
 
-at::Tensor glvq_group_losses(const at::Tensor& E, const at::Tensor& A) {
-  return (at::bmm(E, A) * E).sum({1, 2});
-}
+at::Tensor glvq_group_losses(const at::Tensor& E, const at::Tensor& A) { return (at::bmm(E, A) * E).sum({1, 2}); }
 
 at::Tensor glvq_diag_blocks(const at::Tensor& H, int64_t gs) {
   const int64_t B = H.size(0) / gs;

@@ -14,10 +14,10 @@ namespace glvq {
 
 /// Per-group parameters of B groups, float32 on the work device.
 struct GlvqParams {
-  at::Tensor G;      ///< [B, d, d] generation matrices (row-major, as stored)
-  at::Tensor mu;     ///< [B] mu-law parameter; all 0 when companding is off
-  at::Tensor scale;  ///< [B] companding scale s > 0
-  at::Tensor bits;   ///< [B] int64 bit widths, 1..8
+  at::Tensor G;                                        ///< [B, d, d] generation matrices (row-major, as stored)
+  at::Tensor mu;                                       ///< [B] mu-law parameter; all 0 when companding is off
+  at::Tensor scale;                                    ///< [B] companding scale s > 0
+  at::Tensor bits;                                     ///< [B] int64 bit widths, 1..8
   GlvqParams slice(int64_t begin, int64_t end) const;  ///< groups [begin, end)
   GlvqParams clone() const;
 };
@@ -58,8 +58,8 @@ at::Tensor glvq_lattice_point(const at::Tensor& Z, const at::Tensor& G);
 struct GlvqGroupCodes {
   at::Tensor Z, W_hat, E;
 };
-GlvqGroupCodes glvq_quantize_groups(const at::Tensor& Wg, const GlvqParams& p, bool companding,
-                                    const GlvqRounder& r, const at::Tensor& F);
+GlvqGroupCodes glvq_quantize_groups(const at::Tensor& Wg, const GlvqParams& p, bool companding, const GlvqRounder& r,
+                                    const at::Tensor& F);
 
 /// tr(E_b A_b E_b^T) per group for E [B, out, gs], A [B, gs, gs]: float [B].
 at::Tensor glvq_group_losses(const at::Tensor& E, const at::Tensor& A);

@@ -1,9 +1,9 @@
 #include "quant/glvq_hadamard.h"
 
-#include "common/error.h"
-
 #include <cmath>
 #include <vector>
+
+#include "common/error.h"
 
 namespace glvq {
 namespace {
@@ -82,8 +82,7 @@ at::Tensor glvq_pack_signs(const at::Tensor& signs) {
 
 at::Tensor glvq_unpack_signs(const at::Tensor& packed, int64_t n) {
   GLVQ_CHECK(packed.scalar_type() == at::kByte && packed.numel() == (n + 7) / 8,
-             "a packed sign vector for {} signs must be uint8 [{}], got {} values", n, (n + 7) / 8,
-             packed.numel());
+             "a packed sign vector for {} signs must be uint8 [{}], got {} values", n, (n + 7) / 8, packed.numel());
   const at::Tensor pk = packed.to(at::kCPU).contiguous();
   at::Tensor s = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
   const uint8_t* in = pk.data_ptr<uint8_t>();

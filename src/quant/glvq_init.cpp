@@ -1,10 +1,10 @@
 #include "quant/glvq_init.h"
 
-#include "common/error.h"
-
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include "common/error.h"
 
 namespace glvq {
 namespace {
@@ -48,9 +48,8 @@ GlvqInitStats glvq_init_stats(const at::Tensor& Wg, int64_t dim, bool companding
   return st;
 }
 
-GlvqParams glvq_init_params(const at::Tensor& Wg, const GlvqInitStats& st, const at::Tensor& bits,
-                            const at::Tensor& A, const at::Tensor& F, const std::string& rounding,
-                            bool companding, at::Tensor* loss) {
+GlvqParams glvq_init_params(const at::Tensor& Wg, const GlvqInitStats& st, const at::Tensor& bits, const at::Tensor& A,
+                            const at::Tensor& F, const std::string& rounding, bool companding, at::Tensor* loss) {
   const int64_t B = Wg.size(0);
   std::vector<double> steps(static_cast<size_t>(B));
   const at::Tensor bits_cpu = bits.to(at::kCPU).to(at::kLong).contiguous();

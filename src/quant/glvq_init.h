@@ -2,9 +2,9 @@
 /// The starting point of GLVQ learning for a batch of groups: scale from the
 /// group's largest weight, mu from its kurtosis, G from the Cholesky factor of
 /// the second moment of its companded d-vectors, sized for b bits.
-#include "quant/glvq_group_ops.h"
-
 #include <ATen/ATen.h>
+
+#include "quant/glvq_group_ops.h"
 
 namespace glvq {
 
@@ -24,8 +24,8 @@ double glvq_gaussian_step(int bits);
 /// with the factor a per group chosen from a small grid by the group's loss
 /// tr(E A E^T) (A [B, gs, gs], rounding and feedback F as in learning).
 /// Returns the parameters; LOSS (if given) receives the per-group losses [B].
-GlvqParams glvq_init_params(const at::Tensor& Wg, const GlvqInitStats& st, const at::Tensor& bits,
-                            const at::Tensor& A, const at::Tensor& F, const std::string& rounding,
-                            bool companding, at::Tensor* loss = nullptr);
+GlvqParams glvq_init_params(const at::Tensor& Wg, const GlvqInitStats& st, const at::Tensor& bits, const at::Tensor& A,
+                            const at::Tensor& F, const std::string& rounding, bool companding,
+                            at::Tensor* loss = nullptr);
 
 }  // namespace glvq

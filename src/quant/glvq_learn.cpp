@@ -1,8 +1,8 @@
 #include "quant/glvq_learn.h"
 
-#include "common/error.h"
-
 #include <cmath>
+
+#include "common/error.h"
 
 namespace glvq {
 namespace {
@@ -77,8 +77,8 @@ GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::
     // Cosine decay: early steps move G far, late ones polish (the best iterate is kept).
     const double lr = opt.cosine ? opt.lr * 0.5 * (1 + std::cos(kPi * it / std::max(opt.iters, 1))) : opt.lr;
     // d objective / d W_hat = -2 E A / loss0, then through c^-1 and G (z + 1/2).
-    const at::Tensor T = c.Z + 0.5;                                 // [B, M, d]
-    const at::Tensor Uh = glvq_lattice_point(c.Z, G);               // [B, M, d]
+    const at::Tensor T = c.Z + 0.5;                    // [B, M, d]
+    const at::Tensor Uh = glvq_lattice_point(c.Z, G);  // [B, M, d]
     const at::Tensor R = (EA * (-2.0 / loss0).reshape({B, 1, 1})).reshape({B, out * gs / d, d});
     const at::Tensor s = init.scale.reshape({B, 1, 1});
     at::Tensor gU;

@@ -6,25 +6,25 @@
 /// E_g = W_g - c^-1(G_g (z + 1/2)). Groups are independent (the objective is a
 /// sum over groups and Adam is per coordinate), so every step is a few batched
 /// tensor ops over all groups. Gradients are written out by hand (no autograd).
-#include "quant/glvq_group_ops.h"
-
 #include <ATen/ATen.h>
 
 #include <string>
 #include <vector>
 
+#include "quant/glvq_group_ops.h"
+
 namespace glvq {
 
 struct GlvqLearnOptions {
-  int iters = 200;            ///< Adam steps at most
-  double lr = 1e-3;           ///< on G / sigma_max(G0) and on logit((mu - 10) / 245)
-  double lambda = 1e-4;       ///< penalty weight, relative (see above)
-  double sigma_min = 1e-4;    ///< singular values of G kept in [sigma_min, sigma_max] * sigma_max(G0)
+  int iters = 200;          ///< Adam steps at most
+  double lr = 1e-3;         ///< on G / sigma_max(G0) and on logit((mu - 10) / 245)
+  double lambda = 1e-4;     ///< penalty weight, relative (see above)
+  double sigma_min = 1e-4;  ///< singular values of G kept in [sigma_min, sigma_max] * sigma_max(G0)
   double sigma_max = 1e4;
-  double eps = 1e-5;          ///< stop when |loss_t - loss_t-1| < eps * loss_t-1 (summed over groups)
+  double eps = 1e-5;  ///< stop when |loss_t - loss_t-1| < eps * loss_t-1 (summed over groups)
   bool companding = true;
   std::string rounding = "babai";
-  bool cosine = true;         ///< decay lr to 0 over iters by a half cosine
+  bool cosine = true;  ///< decay lr to 0 over iters by a half cosine
 };
 
 struct GlvqLearnResult {

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the method x bits matrix on the embedded tiny-llama and prints the
+# README's results table. Each run is a plain glvq-worker invocation; reports
+# land in OUT/<name>/report.json.
+#   bench/tiny_matrix.sh OUT [glvq-worker args...]     e.g. --set device=cuda
+# GLVQ_BUILD_DIR picks the build (default build); MATRIX limits the rows (names below).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: bench/tiny_matrix.sh OUT [extra glvq-worker args]}; shift
+worker=${GLVQ_BUILD_DIR:-build}/glvq-worker
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
+declare -A rows=(
+  [fp]="--set quant.method=none"
+  [rtn-w4]="--set quant.method=rtn --set quant.bits=4"
+  [rtn-w3]="--set quant.method=rtn --set quant.bits=3"
+  [rtn-w2]="--set quant.method=rtn --set quant.bits=2"
+  [gptq-w4]="--set quant.method=gptq --set quant.bits=4"
+  [gptq-w3]="--set quant.method=gptq --set quant.bits=3"
+  [gptq-w2]="--set quant.method=gptq --set quant.bits=2"
+  [glvq8-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=8"
+  [glvq8-w3]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.dim=8"
+  [glvq8-w4]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.dim=8"
+  [glvq32-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
+)
+order=${MATRIX:-"fp rtn-w4 rtn-w3 rtn-w2 gptq-w4 gptq-w3 gptq-w2 glvq8-w2 glvq8-w3 glvq8-w4 glvq32-w2"}
+mkdir -p "$out"
+for name in $order; do
+  [[ -n ${rows[$name]:-} ]] || { echo "unknown row $name" >&2; continue; }
+  echo "=== $name"
+  # shellcheck disable=SC2086
+  $worker --config configs/tiny-llama.yaml ${rows[$name]} --set output_dir="$out/$name" "$@" \
+    >"$out/$name.log" 2>&1 || echo "$name failed (exit $?): see $out/$name.log"
+done
+python3 - "$out" $order <<'PY'
+import json, os, sys
+out, names = sys.argv[1], sys.argv[2:]
+print("| run | method | ppl | bits/weight (all overhead) | code bits | learn s/block | total s |")
+print("|---|---|---|---|---|---|---|")
+for n in names:
+    p = os.path.join(out, n, "report.json")
+    if not os.path.exists(p):
+        print(f"| {n} | failed | | | | | |"); continue
+    r = json.load(open(p))
+    ppl = r["ppl_quant"] if r["ppl_quant"] is not None else r["ppl_fp"]
+    t = r["timings_s"]; blocks = r["config"] and 6
+    learn = t.get("learn", 0) / max(1, blocks)
+    print(f"| {n} | {r['method']} | {ppl:.4f} | {r['bits_per_weight']:.4f} | {r['code_bits_per_weight']:.4f} | {learn:.1f} | {t['total']:.0f} |")
+PY
