@@ -5,7 +5,7 @@
 # Header-only dependencies missing there can be supplied in .deps/include.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-/tmp/glvq-build}
+build=${1:-/tmp/glvq-build}; shift || true
 py=${PYTHON:-python3}
 [[ -x /opt/torch/.venv/bin/python3 ]] && py=/opt/torch/.venv/bin/python3
 tp=$($py -c 'import torch, os; print(os.path.dirname(torch.__file__))')
