@@ -55,7 +55,9 @@ TEST(GlvqBitAlloc, IntegerTargetKeepsTheExactAverage) {
           n3 += b == 3;
         }
         EXPECT_EQ(n1, n3);
-        if (B >= 7) EXPECT_GT(n3, 0) << "the salience spread makes promotion pay";
+        if (B >= 7) {
+          EXPECT_GT(n3, 0) << "the salience spread makes promotion pay";
+        }
       }
     }
   }

@@ -183,6 +183,7 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     P0.G = at::where((bits_t == b).reshape({B, 1, 1}), init_at(b).first.G, P0.G);
 
   auto finish = [&](const GlvqParams& params) {
+    const auto t_enc = std::chrono::steady_clock::now();
     const GlvqParams ps = glvq_round_to_storage(params);
     GlvqEncoded enc = glvq_encode_layer(Wp, gs, ps, eo);
     Stored s;
@@ -203,7 +204,11 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     q.attrs["group_size"] = static_cast<double>(gs);
     q.attrs["incoherence"] = c.incoherence ? 1.0 : 0.0;
     q.attrs["seed"] = static_cast<double>(opt.seed);
+    const auto t_dec = std::chrono::steady_clock::now();
     q.loss = layer_loss(W, glvq_dequantize_on(q, dev), H);
+    log_debug("glvq {}: encode {:.2f} s, decode + loss {:.2f} s", name,
+              std::chrono::duration<double>(t_dec - t_enc).count(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t_dec).count());
     s.targets = enc.targets;
     return s;
   };

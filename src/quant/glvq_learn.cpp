@@ -1,6 +1,7 @@
 #include "quant/glvq_learn.h"
 
 #include <cmath>
+#include <vector>
 
 #include "common/error.h"
 
@@ -10,6 +11,7 @@ namespace {
 constexpr double kMuLo = 10.0, kMuSpan = 245.0;  // mu = 10 + 245 sigmoid(theta), in [10, 255]
 constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kAdamEps = 1e-8;
 constexpr double kPi = 3.14159265358979323846;
+constexpr size_t kPatience = 20;
 
 struct Adam {
   at::Tensor m, v;
@@ -50,7 +52,8 @@ GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::
   res.best = init.clone();
   res.best_loss = at::full({B}, INFINITY, Wg.options());
   at::Tensor loss0;
-  double prev = -1;
+  // best_hist[t] = the summed best-per-group loss after iterate t.
+  std::vector<double> best_hist;
   for (int it = 0;; ++it) {
     const at::Tensor G = P * sig0;
     const at::Tensor mu = opt.companding ? kMuLo + kMuSpan * at::sigmoid(theta) : init.mu;
@@ -71,8 +74,13 @@ GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::
     res.best_loss = at::where(better, loss, res.best_loss);
     const double total = loss.sum().item<double>();
     res.history.push_back(total);
-    if (it >= opt.iters || (prev >= 0 && std::fabs(prev - total) < opt.eps * prev)) break;
-    prev = total;
+    best_hist.push_back(res.best_loss.sum().item<double>());
+    // Re-rounding makes consecutive losses noisy (two can coincide by chance):
+    // stop when the best loss has gained less than eps over the last kPatience steps.
+    const size_t n = best_hist.size();
+    if (it >= opt.iters ||
+        (n > kPatience && best_hist[n - 1 - kPatience] - best_hist[n - 1] < opt.eps * best_hist[n - 1 - kPatience]))
+      break;
 
     // Cosine decay: early steps move G far, late ones polish (the best iterate is kept).
     const double lr = opt.cosine ? opt.lr * 0.5 * (1 + std::cos(kPi * it / std::max(opt.iters, 1))) : opt.lr;
