@@ -17,12 +17,13 @@ declare -A rows=(
   [gptq-w4]="--set quant.method=gptq --set quant.bits=4"
   [gptq-w3]="--set quant.method=gptq --set quant.bits=3"
   [gptq-w2]="--set quant.method=gptq --set quant.bits=2"
-  [glvq8-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=8"
-  [glvq8-w3]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.dim=8"
-  [glvq8-w4]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.dim=8"
-  [glvq32-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
+  [glvq8-w2-paper]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=8 --set quant.glvq.incoherence=false --set quant.glvq.error_feedback=false"
+  [glvq8-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
+  [glvq8-w3]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
+  [glvq8-w4]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
+  [glvq32-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
 )
-order=${MATRIX:-"fp rtn-w4 rtn-w3 rtn-w2 gptq-w4 gptq-w3 gptq-w2 glvq8-w2 glvq8-w3 glvq8-w4 glvq32-w2"}
+order=${MATRIX:-"fp rtn-w4 rtn-w3 rtn-w2 gptq-w4 gptq-w3 gptq-w2 glvq8-w2-paper glvq8-w2 glvq8-w3 glvq8-w4 glvq32-w2"}
 mkdir -p "$out"
 for name in $order; do
   [[ -n ${rows[$name]:-} ]] || { echo "unknown row $name" >&2; continue; }
@@ -30,6 +31,8 @@ for name in $order; do
   # shellcheck disable=SC2086
   $worker --config configs/tiny-llama.yaml ${rows[$name]} --set output_dir="$out/$name" "$@" \
     >"$out/$name.log" 2>&1 || echo "$name failed (exit $?): see $out/$name.log"
+  [[ -n ${DEADLINE:-} && $(date +%s) -ge $DEADLINE ]] && { echo "deadline reached after $name"; order_done=1; }
+  [[ -n ${order_done:-} ]] && break
 done
 python3 - "$out" $order <<'PY'
 import json, os, sys
