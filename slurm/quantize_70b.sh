@@ -32,9 +32,9 @@ args=(--config "$CONFIG" --set "output_dir=$OUT")
 [[ -f $OUT/plan.json ]] && args+=(--resume)
 
 if [[ $LAUNCH == srun ]]; then
-  srun --kill-on-bad-exit=1 "$GLVQ_HOME/build/glvq-worker" "${args[@]}" &
+  srun --kill-on-bad-exit=1 "$GLVQ_HOME/${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}" &
 else
-  mpirun --bind-to none "$GLVQ_HOME/build/glvq-worker" "${args[@]}" &
+  mpirun --bind-to none "$GLVQ_HOME/${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}" &
 fi
 pid=$!
 # Forward the preemption signal to the ranks; the wait returns when they exit.

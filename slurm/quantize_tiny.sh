@@ -16,7 +16,7 @@ cd "$GLVQ_HOME"
 # shellcheck disable=SC2086
 args=(--config configs/tiny-llama.yaml --set "output_dir=$OUT" ${EXTRA:-})
 if [[ $LAUNCH == srun ]]; then
-  srun --kill-on-bad-exit=1 build/glvq-worker "${args[@]}"
+  srun --kill-on-bad-exit=1 "${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}"
 else
-  mpirun --allow-run-as-root --oversubscribe -np "${SLURM_NTASKS:-2}" build/glvq-worker "${args[@]}"
+  mpirun --allow-run-as-root --oversubscribe -np "${SLURM_NTASKS:-2}" "${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}"
 fi
