@@ -37,16 +37,16 @@ struct GlvqConfig {
   int dim = 8;                  ///< lattice dimension d: 2..64, divides group_size
   int group_size = 128;         ///< input columns per group; 0 = the whole row
   int iters = 200;              ///< optimisation step cap, 0..100000
-  double lr = 1e-3;             ///< Adam learning rate on G and mu
+  double lr = 0.1;              ///< Adam learning rate on G and mu (in units of G0's scale; docs/GLVQ.md)
   double lambda = 1e-4;         ///< weight of ||G - G0||_F^2 (relative to the loss scale)
   double sigma_min = 1e-4;      ///< singular-value bounds for G, relative to G0's largest
   double sigma_max = 1e4;
   double eps = 1e-5;            ///< stop when the relative loss change falls below
-  bool companding = true;       ///< learnable mu-law per group
+  bool companding = false;      ///< learnable mu-law per group (measured not to help: docs/GLVQ.md)
   std::string rounding = "babai";  ///< babai | nearest_plane
   bool bit_alloc = true;        ///< salience-driven N-1/N/N+1 allocation
-  bool error_feedback = false;  ///< LDLQ-style feedback across groups
-  bool incoherence = false;     ///< randomized Hadamard on W and H before grouping
+  bool error_feedback = true;   ///< LDLQ-style feedback across groups
+  bool incoherence = true;      ///< randomized Hadamard on W and H before grouping
 };
 
 struct GptqConfig {

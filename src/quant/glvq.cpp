@@ -262,6 +262,7 @@ class GlvqQuantizer : public Quantizer {
  public:
   explicit GlvqQuantizer(GlvqOptions opt) : opt_(std::move(opt)) {}
   QuantizedLinear quantize(const at::Tensor& W, const at::Tensor& H, const std::string& name) override {
+    check_layer_inputs(W, H, name);
     return glvq_quantize_layer(W, H, name, opt_);
   }
 
