@@ -122,6 +122,11 @@ TEST(GlvqBitAlloc, BeatsUniformOnALayerWithVaryingSalience) {
   o.cfg.group_size = gs;
   o.cfg.iters = 10;
   o.cfg.lr = 0.03;
+  o.cfg.dim = 8;
+  o.cfg.companding = false;
+  o.cfg.rounding = "babai";
+  o.cfg.error_feedback = false;
+  o.cfg.incoherence = false;  // it would mix the groups' columns and even out their salience
   o.cfg.bit_alloc = false;
   const QuantizedLinear uni = glvq_quantize_layer(W, H, "layer", o);
   o.cfg.bit_alloc = true;

@@ -59,7 +59,12 @@ TEST(GlvqFeedback, LowersTheLossOnCorrelatedInputs) {
   o.cfg.group_size = 64;
   o.cfg.iters = 10;
   o.cfg.lr = 0.03;
+  o.cfg.dim = 8;
+  o.cfg.companding = false;
+  o.cfg.rounding = "babai";
+  o.cfg.incoherence = false;
   o.cfg.bit_alloc = false;
+  o.cfg.error_feedback = false;
   const QuantizedLinear plain = glvq_quantize_layer(W, H, "layer", o);
   o.cfg.error_feedback = true;
   const QuantizedLinear fb = glvq_quantize_layer(W, H, "layer", o);

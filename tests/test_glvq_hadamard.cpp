@@ -59,6 +59,9 @@ TEST(GlvqHadamard, DequantizeInvertsTheTransform) {
   o.cfg.iters = 2;
   o.cfg.incoherence = true;
   o.cfg.bit_alloc = false;
+  o.cfg.error_feedback = false;
+  o.cfg.companding = false;
+  o.cfg.lr = 0.1;
   const QuantizedLinear q = glvq_quantize_layer(W, H, "layer", o);
   QuantizedLinear plain = q;
   plain.attrs["incoherence"] = 0;

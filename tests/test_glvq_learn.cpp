@@ -40,8 +40,14 @@ GlvqOptions small_options() {
   o.cfg.group_size = 64;
   o.cfg.iters = 60;
   o.cfg.lr = 0.03;
+  // Every option spelled out: the tests must not follow config.h's defaults.
+  o.cfg.lambda = 1e-4;
+  o.cfg.eps = 1e-5;
+  o.cfg.rounding = "babai";
   o.cfg.bit_alloc = false;
   o.cfg.companding = true;
+  o.cfg.error_feedback = false;
+  o.cfg.incoherence = false;
   return o;
 }
 

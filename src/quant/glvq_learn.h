@@ -21,7 +21,7 @@ struct GlvqLearnOptions {
   double lambda = 1e-4;     ///< penalty weight, relative (see above)
   double sigma_min = 1e-4;  ///< singular values of G kept in [sigma_min, sigma_max] * sigma_max(G0)
   double sigma_max = 1e4;
-  double eps = 1e-5;          ///< stop when the best summed loss gained < eps (relative) over 20 steps
+  double eps = 1e-5;  ///< stop when the best summed loss gained < eps (relative) over 20 steps
   bool companding = true;
   std::string rounding = "babai";
   bool cosine = true;  ///< decay lr to 0 over iters by a half cosine
