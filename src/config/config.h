@@ -41,7 +41,7 @@ struct GlvqConfig {
   double lambda = 1e-4;         ///< weight of ||G - G0||_F^2 (relative to the loss scale)
   double sigma_min = 1e-4;      ///< singular-value bounds for G, relative to G0's largest
   double sigma_max = 1e4;
-  double eps = 1e-5;            ///< stop when the relative loss change falls below
+  double eps = 1e-5;            ///< stop when the best loss gained less than this (relative) over 20 steps
   bool companding = false;      ///< learnable mu-law per group (measured not to help: docs/GLVQ.md)
   std::string rounding = "babai";  ///< babai | nearest_plane
   bool bit_alloc = true;        ///< salience-driven N-1/N/N+1 allocation
