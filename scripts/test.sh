@@ -12,7 +12,7 @@ failed=0
 passed=0
 ctest --test-dir "$build_dir" -L cpu --output-on-failure -j "$(nproc)" || failed=$((failed + 1))
 
-for t in tests/e2e/*.sh; do
+for t in tests/e2e/*.sh; do  # lib.bash is sourced by them, not run
   [[ -e $t ]] || continue
   echo "=== e2e: $t"
   t0=$(date +%s)

@@ -2,7 +2,7 @@
 # The pipelined FP perplexity at np 2 and 3 equals the single-process value
 # within 0.01%, every rank reads only its own tensors, and the plan covers
 # every block once.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 common=(--config configs/tiny-llama.yaml --set quant.method=none --set eval.max_chunks=24)
 $WORKER "${common[@]}" --set output_dir=$TMP/np1
 p1=$(json $TMP/np1/report.json 'j["ppl_fp"]')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # quant.method none on the embedded tiny-llama reproduces reference.json's FP
 # perplexity (ctx 1024, all 329 chunks) within 0.3%, single process.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 $WORKER --config configs/tiny-llama.yaml --set quant.method=none --set output_dir=$TMP/fp
 r=$TMP/fp/report.json
 ref=$(json models/tiny-llama/reference.json 'j["eval_shared"]["ppl"]')

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Bad input fails fast with a message naming the file/key and a meaningful
 # exit code, and writes no report; a failing rank takes the job down (no hang).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 cfg=configs/tiny-llama.yaml
 expect_exit 2 "quant.bitz" $WORKER --config $cfg --set quant.bitz=2 --set output_dir=$TMP/a
 expect_exit 2 "quant.bits.*range" $WORKER --config $cfg --set quant.bits=9 --set output_dir=$TMP/a
 printf 'model:\n  path: [unclosed\n' >$TMP/bad.yaml
-expect_exit 2 "bad.yaml:2" $WORKER --config $TMP/bad.yaml
+expect_exit 2 "bad.yaml:[0-9]+: malformed YAML" $WORKER --config $TMP/bad.yaml
 expect_exit 2 "unknown stage|stage" $WORKER --config $cfg --stage nonsense --set output_dir=$TMP/a
 expect_exit 1 "config.json" $WORKER --config $cfg --set model.path=$TMP/nowhere --set output_dir=$TMP/a
 expect_exit 2 "ranks.*blocks|blocks.*ranks" "${MPIRUN[@]}" -np 7 $WORKER --config $cfg --set quant.method=none \
