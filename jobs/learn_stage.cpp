@@ -107,9 +107,8 @@ class LearnStage : public Stage {
         c10::NoGradGuard no_grad;
         BlockWeights next = fp;
         if (cfg.calib.propagate == "quantized")
-          for (auto& [name, q] : layers)
-            for (int l = 0; l < kNumLinears; ++l)
-              if (name == linear_tensor_name(b, static_cast<Linear>(l))) next.w[l] = dequantize(q).to(ctx.device);
+          for (int l = 0; l < kNumLinears; ++l)
+            next.w[l] = dequantize(layers.at(linear_tensor_name(b, static_cast<Linear>(l)))).to(ctx.device);
         for (auto& x : ctx.boundary_inputs) x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device)).to(at::kCPU);
       }
       log_info("learn: block {} done in {:.1f}s", b, seconds_since(t0));

@@ -364,41 +364,6 @@ nlohmann::json h5_get_attr_any(hid_t obj, const std::string& name, const std::st
 
 // ---------------------------------------------------------------- datasets
 
-at::ScalarType scalar_type_of(DType t) {
-  switch (t) {
-    case DType::F32: return at::kFloat;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::F64: return at::kDouble;
-    case DType::I64: return at::kLong;
-    case DType::I32: return at::kInt;
-    case DType::I16: return at::kShort;
-    case DType::I8: return at::kChar;
-    case DType::U8: return at::kByte;
-    case DType::BOOL: return at::kBool;
-  }
-  GLVQ_ASSERT(false && "DType outside the enum");
-  return at::kFloat;
-}
-
-DType dtype_of(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return DType::F32;
-    case at::kHalf: return DType::F16;
-    case at::kBFloat16: return DType::BF16;
-    case at::kDouble: return DType::F64;
-    case at::kLong: return DType::I64;
-    case at::kInt: return DType::I32;
-    case at::kShort: return DType::I16;
-    case at::kChar: return DType::I8;
-    case at::kByte: return DType::U8;
-    case at::kBool: return DType::BOOL;
-    default: break;
-  }
-  GLVQ_FAIL("tensors of dtype {} cannot be stored (glvq stores u8/i8/i16/i32/i64/f16/bf16/f32/f64/bool)",
-            c10::toString(t));
-}
-
 int64_t H5DatasetInfo::numel() const { return numel_of(shape); }
 
 void h5_write_raw(hid_t loc, const std::string& name, DType dtype, const std::vector<int64_t>& shape,

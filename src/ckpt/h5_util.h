@@ -13,6 +13,7 @@
 /// Not thread-safe: a rank uses HDF5 from one thread (the Debian build is serial).
 #include "common/error.h"
 #include "model/dtype.h"
+#include "nn/tensor_io.h"  // scalar_type_of / dtype_of
 
 #include <ATen/ATen.h>
 #include <hdf5.h>
@@ -107,10 +108,6 @@ nlohmann::json h5_get_attr_json(hid_t obj, const std::string& name, const std::s
 nlohmann::json h5_get_attr_any(hid_t obj, const std::string& name, const std::string& where);
 
 // ---- datasets
-at::ScalarType scalar_type_of(DType t);
-/// Throws for scalar types glvq does not store (complex, uint16, ...).
-DType dtype_of(at::ScalarType t);
-
 /// Deflate (with byte shuffle) on chunks of about 1 MiB; worth it for fp16
 /// metadata and small integers, not for packed codes or random sign bits.
 struct H5Compression {

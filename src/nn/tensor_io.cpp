@@ -6,7 +6,7 @@
 
 namespace glvq {
 
-at::ScalarType to_scalar_type(DType t) {
+at::ScalarType scalar_type_of(DType t) {
   switch (t) {
     case DType::F32: return at::kFloat;
     case DType::F16: return at::kHalf;
@@ -19,7 +19,26 @@ at::ScalarType to_scalar_type(DType t) {
     case DType::U8: return at::kByte;
     case DType::BOOL: return at::kBool;
   }
-  GLVQ_FAIL("unknown dtype");
+  GLVQ_ASSERT(false && "DType outside the enum");
+  return at::kFloat;
+}
+
+DType dtype_of(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::F32;
+    case at::kHalf: return DType::F16;
+    case at::kBFloat16: return DType::BF16;
+    case at::kDouble: return DType::F64;
+    case at::kLong: return DType::I64;
+    case at::kInt: return DType::I32;
+    case at::kShort: return DType::I16;
+    case at::kChar: return DType::I8;
+    case at::kByte: return DType::U8;
+    case at::kBool: return DType::BOOL;
+    default: break;
+  }
+  GLVQ_FAIL("tensors of dtype {} cannot be stored (glvq stores u8/i8/i16/i32/i64/f16/bf16/f32/f64/bool)",
+            c10::toString(t));
 }
 
 void check_shape(const TensorView& v, std::vector<int64_t> expected) {
@@ -33,7 +52,7 @@ at::Tensor to_float_tensor(const TensorView& v, const at::Device& device) {
              dtype_name(v.dtype));
   // from_blob does not own the mapping; the copy below detaches from it.
   at::Tensor src = at::from_blob(const_cast<void*>(v.data), v.shape,
-                                 at::TensorOptions().dtype(to_scalar_type(v.dtype)));
+                                 at::TensorOptions().dtype(scalar_type_of(v.dtype)));
   at::Tensor out = src.to(device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
   GLVQ_CHECK(at::isfinite(out).all().item<bool>(),
              "{}: tensor {} contains NaN or Inf values; the checkpoint is corrupt or was saved "

@@ -14,6 +14,8 @@ at::Tensor to_float_tensor(const TensorView& v, const at::Device& device = at::k
 /// Checks that T has the given shape; the error names the tensor and both shapes.
 void check_shape(const TensorView& v, std::vector<int64_t> expected);
 
-at::ScalarType to_scalar_type(DType t);
+at::ScalarType scalar_type_of(DType t);
+/// Throws for scalar types glvq does not store (complex, uint16, ...).
+DType dtype_of(at::ScalarType t);
 
 }  // namespace glvq
