@@ -22,10 +22,24 @@ declare -A rows=(
   [glvq8-w3]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
   [glvq8-w4]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
   [glvq32-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
+  [glvq32-w2-g128]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=128"
+  [glvq32-w3]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
+  [glvq32-w4]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
+  # Ablations of glvq8-w2 (the defaults), one option flipped each.
+  [glvq8-w2-no-feedback]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.error_feedback=false"
+  [glvq8-w2-no-incoherence]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.incoherence=false"
+  [glvq8-w2-nearest-plane]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.rounding=nearest_plane"
+  [glvq8-w2-companding]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.companding=true"
+  [glvq8-w2-no-bit-alloc]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.bit_alloc=false"
+  [glvq8-w2-propagate-fp]="--set quant.method=glvq --set quant.bits=2 --set calib.propagate=fp"
+  [glvq8-w2-no-learning]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.iters=0"
 )
 order=${MATRIX:-"fp rtn-w4 rtn-w3 rtn-w2 gptq-w4 gptq-w3 gptq-w2 glvq8-w2-paper glvq8-w2 glvq8-w3 glvq8-w4 glvq32-w2"}
 mkdir -p "$out"
-for name in $order; do
+# PRINT_ONLY=1: only print the table of reports already in OUT (e.g. after
+# running subsets of the rows on several GPUs at once).
+[[ ${PRINT_ONLY:-0} == 1 ]] && order_run="" || order_run=$order
+for name in $order_run; do
   [[ -n ${rows[$name]:-} ]] || { echo "unknown row $name" >&2; continue; }
   echo "=== $name"
   # shellcheck disable=SC2086

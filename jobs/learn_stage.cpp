@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "jobs/provenance.h"
 #include "jobs/stage.h"
+#include "nn/gpu_memory.h"
 #include "stats/hessian.h"
 #include "stats/stats_file.h"
 
@@ -108,9 +109,10 @@ class LearnStage : public Stage {
         BlockWeights next = fp;
         if (cfg.calib.propagate == "quantized")
           for (int l = 0; l < kNumLinears; ++l)
-            next.w[l] = dequantize(layers.at(linear_tensor_name(b, static_cast<Linear>(l)))).to(ctx.device);
+            next.w[l] = dequantize_on(layers.at(linear_tensor_name(b, static_cast<Linear>(l))), ctx.device);
         for (auto& x : ctx.boundary_inputs) x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device)).to(at::kCPU);
       }
+      if (ctx.device.is_cuda()) gpu_memory_sample();
       log_info("learn: block {} done in {:.1f}s", b, seconds_since(t0));
       progress.step(1, fmt::format("block {}", b));
     }

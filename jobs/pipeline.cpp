@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "nn/gpu_memory.h"
 #include "text/tokenizer.h"
 
 namespace glvq {
@@ -48,6 +49,7 @@ void run_pipeline(JobContext& ctx, const at::Tensor& tokens, int mb, const std::
       ctx.comm->send_tensor(y, rank + 1, static_cast<int>(m));
     else if (last)
       last(m, y, tok);
+    if (ctx.device.is_cuda()) gpu_memory_sample();
     progress.step();
   }
   progress.done();

@@ -50,7 +50,7 @@ class ValidateStage : public Stage {
           const std::string name = linear_tensor_name(b, static_cast<Linear>(l));
           GLVQ_CHECK(ckpt->has_layer(name), "{} has no layer {}; run the learn and gather stages first",
                      ckpt->path(), name);
-          w.w[l] = dequantize(ckpt->layer(name)).to(ctx.device);
+          w.w[l] = dequantize_on(ckpt->layer(name), ctx.device);
         }
       blocks.push_back(std::move(w));
     }

@@ -4,6 +4,7 @@
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "jobs/stage.h"
+#include "nn/gpu_memory.h"
 
 #include <ATen/Parallel.h>
 
@@ -32,20 +33,29 @@ void setup(JobContext& ctx, const WorkerArgs& args) {
   const int threads = ctx.cfg.threads > 0 ? ctx.cfg.threads : std::max(1, hw / ctx.comm->local_size());
   at::set_num_threads(threads);
   ctx.device = pick_device(ctx.cfg, *ctx.comm);
+  const std::string transport = ctx.comm->select_transport(ctx.cfg.transport, ctx.device);
+  ctx.rank_report["transport"] = transport.substr(0, transport.find(' '));
   ctx.model = load_llama_config(ctx.cfg.model.path);
   ctx.files = std::make_unique<ModelFiles>(ctx.cfg.model.path);
   ctx.rope = make_rope(ctx.model, std::max(ctx.cfg.calib.ctx, ctx.cfg.eval.ctx), ctx.device);
-  log_info("glvq-worker {}: rank {}/{} on {} with {} threads; model {} ({} blocks, hidden {})", GLVQ_GIT_COMMIT,
-           ctx.comm->rank(), ctx.comm->size(), ctx.device.str(), threads, ctx.cfg.model.path, ctx.model.n_layers,
-           ctx.model.hidden);
+  log_info("glvq-worker {}: rank {}/{} on {} with {} threads; model {} ({} blocks, hidden {}); activations by {}",
+           GLVQ_GIT_COMMIT, ctx.comm->rank(), ctx.comm->size(), ctx.device.str(), threads, ctx.cfg.model.path,
+           ctx.model.n_layers, ctx.model.hidden, transport);
 }
 
 void write_report(JobContext& ctx, double wall_s) {
   nlohmann::json mine = ctx.rank_report;
   mine["rank"] = ctx.comm->rank();
+  mine["device"] = ctx.device.str();
   mine["peak_rss_bytes"] = peak_rss_bytes();
   mine["comm_wait_s"] = ctx.comm->wait_seconds();
   mine["comm_bytes_sent"] = ctx.comm->bytes_sent();
+  mine["comm_send_s"] = ctx.comm->send_seconds();
+  mine["comm_sends"] = ctx.comm->sends();
+  if (ctx.device.is_cuda()) {
+    gpu_memory_sample();
+    mine["gpu_memory_used_peak_bytes"] = gpu_memory_peak_bytes();
+  }
   mine["tensors_read"] = ctx.files->tensors_read().size();
   mine["bytes_read"] = ctx.files->bytes_read();
   auto all = ctx.comm->gather_strings(mine.dump());
@@ -91,8 +101,13 @@ int run_worker(Comm& comm, const WorkerArgs& args) {
       auto stage = make_stage(name);
       if (name != "plan" && !ctx.have_plan) make_stage("plan")->run(ctx);
       auto t0 = std::chrono::steady_clock::now();
+      const double wait0 = comm.wait_seconds(), send0 = comm.send_seconds(), bytes0 = comm.bytes_sent();
       stage->run(ctx);
       ctx.timings[name] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // Per stage: time blocked in the pipeline (bubbles + transfers), of it in sends, and bytes sent.
+      ctx.rank_report["comm_by_stage"][name] = {{"wait_s", comm.wait_seconds() - wait0},
+                                                {"send_s", comm.send_seconds() - send0},
+                                                {"bytes_sent", comm.bytes_sent() - bytes0}};
       log_info("stage {} finished in {:.1f}s", name, ctx.timings[name]);
     }
     write_report(ctx, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());

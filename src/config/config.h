@@ -75,6 +75,7 @@ struct Config {
   EvalConfig eval;
   QuantConfig quant;
   std::string device = "auto";  ///< auto | cpu | cuda
+  std::string transport = "auto";  ///< auto | mpi | nccl: how activations move between GPU ranks
   std::string output_dir;       ///< required
   int threads = 0;              ///< intra-op threads per rank; 0 = cores / ranks on the node
   uint64_t seed = 0;            ///< seed for learning (incoherence signs, tie breaks)

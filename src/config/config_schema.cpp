@@ -120,6 +120,7 @@ std::vector<KeySpec> build_keys() {
       k_bool("quant.gptq.static_groups", GLVQ_REF(bool, quant.gptq.static_groups)),
       k_int("quant.rtn.group_size", GLVQ_REF(int, quant.rtn.group_size), 1),
       k_enum("device", GLVQ_REF(std::string, device), {"auto", "cpu", "cuda"}),
+      k_enum("transport", GLVQ_REF(std::string, transport), {"auto", "mpi", "nccl"}),
       k_str("output_dir", GLVQ_REF(std::string, output_dir), true),
       k_int("threads", GLVQ_REF(int, threads), 0),
       k_uint("seed", GLVQ_REF(uint64_t, seed)),

@@ -1,6 +1,8 @@
 #include "dist/comm.h"
 
 #include "common/error.h"
+#include "common/log.h"
+#include "dist/nccl_link.h"
 
 #include <mpi.h>
 
@@ -44,12 +46,16 @@ Comm& Comm::init(int* argc, char*** argv) {
   return *g_comm;
 }
 
+Comm::Comm() = default;
+Comm::~Comm() = default;
+
 Comm& Comm::get() {
   GLVQ_ASSERT(g_comm != nullptr);
   return *g_comm;
 }
 
 void Comm::finalize() {
+  nccl_.reset();  // NCCL communicators go before MPI
   if (!finalized_) MPI_Finalize();
   finalized_ = true;
 }
@@ -100,18 +106,51 @@ std::vector<std::string> Comm::gather_strings(const std::string& s, int root) {
   return out;
 }
 
+std::string Comm::select_transport(const std::string& transport, const at::Device& device) {
+  if (size_ == 1) return "none (a single rank sends nothing)";
+  std::string why;
+  if (!nccl_built()) why = "this glvq was built without NCCL";
+  else if (!device.is_cuda()) why = "tensors are on the CPU";
+  else if (transport == "mpi") why = "transport: mpi";
+  int gpus = 0;
+  if (why.empty()) {
+    gpus = static_cast<int>(at::getNumGPUs());
+    if (local_size_ > gpus) why = fmt::format("{} ranks share {} GPU(s) on a node, which NCCL refuses", local_size_, gpus);
+  }
+  // Every rank must take the same path: one rank's reason is everyone's.
+  const bool all_ok = allreduce_max(why.empty() ? 0.0 : 1.0) == 0.0;
+  if (!all_ok) {
+    if (why.empty()) why = "another rank cannot use NCCL (see its log)";
+    GLVQ_USAGE_CHECK(transport != "nccl", "transport: nccl was asked for but {}; use transport: auto or mpi", why);
+    return "mpi (" + why + ")";
+  }
+  std::string id = rank_ == 0 ? NcclLink::make_unique_id() : std::string();
+  bcast_string(id);
+  nccl_ = NcclLink::create(id, rank_, size_, device.index());
+  return fmt::format("nccl (GPU {} of {} on this node)", device.index(), gpus);
+}
+
 void Comm::send_tensor(const at::Tensor& t, int dst, int tag) {
-  at::Tensor h = t.to(at::kCPU, at::kFloat).contiguous();
+  const bool gpu = nccl_ && t.is_cuda();
+  at::Tensor h = gpu ? t.to(at::kFloat).contiguous() : t.to(at::kCPU, at::kFloat).contiguous();
   std::vector<int64_t> header = {h.dim()};
   for (int64_t d : h.sizes()) header.push_back(d);
+  GLVQ_ASSERT(header.size() <= 9);
   double t0 = now_s();
   MPI_CHECK(MPI_Send(header.data(), static_cast<int>(header.size()), MPI_INT64_T, dst, tag, MPI_COMM_WORLD));
-  // Large activations go in pieces below MPI's int count limit.
   const int64_t n = h.numel(), piece = int64_t(1) << 30;
   const float* p = h.data_ptr<float>();
-  for (int64_t off = 0; off < n; off += piece)
-    MPI_CHECK(MPI_Send(p + off, static_cast<int>(std::min(piece, n - off)), MPI_FLOAT, dst, tag, MPI_COMM_WORLD));
-  wait_s_ += now_s() - t0;
+  if (gpu) {
+    nccl_->send(p, n, dst);
+  } else {
+    // Large activations go in pieces below MPI's int count limit.
+    for (int64_t off = 0; off < n; off += piece)
+      MPI_CHECK(MPI_Send(p + off, static_cast<int>(std::min(piece, n - off)), MPI_FLOAT, dst, tag, MPI_COMM_WORLD));
+  }
+  const double dt = now_s() - t0;
+  wait_s_ += dt;
+  send_s_ += dt;
+  sends_ += 1;
   bytes_sent_ += double(n) * 4;
 }
 
@@ -121,14 +160,19 @@ at::Tensor Comm::recv_tensor(int src, int tag, const at::Device& device) {
   MPI_Status st;
   MPI_CHECK(MPI_Recv(header.data(), 9, MPI_INT64_T, src, tag, MPI_COMM_WORLD, &st));
   std::vector<int64_t> shape(header.begin() + 1, header.begin() + 1 + header[0]);
-  at::Tensor h = at::empty(shape, at::kFloat);
+  const bool gpu = nccl_ && device.is_cuda();
+  at::Tensor h = at::empty(shape, at::TensorOptions().dtype(at::kFloat).device(gpu ? device : at::Device(at::kCPU)));
   const int64_t n = h.numel(), piece = int64_t(1) << 30;
   float* p = h.data_ptr<float>();
-  for (int64_t off = 0; off < n; off += piece)
-    MPI_CHECK(MPI_Recv(p + off, static_cast<int>(std::min(piece, n - off)), MPI_FLOAT, src, tag, MPI_COMM_WORLD,
-                       &st));
+  if (gpu) {
+    nccl_->recv(p, n, src);
+  } else {
+    for (int64_t off = 0; off < n; off += piece)
+      MPI_CHECK(MPI_Recv(p + off, static_cast<int>(std::min(piece, n - off)), MPI_FLOAT, src, tag, MPI_COMM_WORLD,
+                         &st));
+  }
   wait_s_ += now_s() - t0;
-  return h.to(device);
+  return gpu ? h : h.to(device);
 }
 
 void Comm::abort_job(int code) {

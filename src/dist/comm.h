@@ -4,10 +4,13 @@
 /// failing rank aborts the whole job (see abort_job) instead of hanging it.
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace glvq {
+
+class NcclLink;
 
 class Comm {
  public:
@@ -30,7 +33,15 @@ class Comm {
   double allreduce_max(double x);
   std::vector<std::string> gather_strings(const std::string& s, int root = 0);
 
-  /// Sends a float32 tensor (any shape; copied to host if on a GPU) to DST.
+  /// Collective. TRANSPORT is "auto", "mpi" or "nccl" (config key transport):
+  /// GPU tensors then move by NCCL when this binary has NCCL, DEVICE is a GPU
+  /// and no two ranks share one (NCCL refuses that); "auto" falls back to MPI
+  /// otherwise, "nccl" fails. Returns the transport in use, with the reason.
+  std::string select_transport(const std::string& transport, const at::Device& device);
+  bool uses_nccl() const { return nccl_ != nullptr; }
+
+  /// Sends a tensor (any shape, sent as float32) to DST: a GPU tensor by NCCL
+  /// when selected, else by MPI through host memory.
   void send_tensor(const at::Tensor& t, int dst, int tag);
   /// Receives the tensor sent with the same tag; returns it on DEVICE.
   at::Tensor recv_tensor(int src, int tag, const at::Device& device);
@@ -39,15 +50,22 @@ class Comm {
   /// failed while others may be blocked waiting for it.
   [[noreturn]] void abort_job(int code);
 
-  /// Seconds this rank spent blocked in send/recv (pipeline bubbles).
+  /// Seconds this rank spent blocked in send/recv (pipeline bubbles and
+  /// transfer time together), and the payload bytes it sent.
   double wait_seconds() const { return wait_s_; }
   double bytes_sent() const { return bytes_sent_; }
+  /// Of those: seconds spent in sends alone, and the number of sends.
+  double send_seconds() const { return send_s_; }
+  int64_t sends() const { return sends_; }
 
  private:
-  Comm() = default;
+  Comm();
+  ~Comm();
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   bool finalized_ = false;
-  double wait_s_ = 0, bytes_sent_ = 0;
+  double wait_s_ = 0, bytes_sent_ = 0, send_s_ = 0;
+  int64_t sends_ = 0;
+  std::unique_ptr<NcclLink> nccl_;
 };
 
 }  // namespace glvq

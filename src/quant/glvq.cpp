@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "quant/glvq_codec.h"
+#include "quant/glvq_decode_cuda.h"
 #include "quant/glvq_encode.h"
 #include "quant/glvq_feedback.h"
 #include "quant/glvq_group_ops.h"
@@ -89,9 +90,13 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   const at::Tensor Ginv = at::linalg_inv(G.to(at::kDouble)).to(at::kFloat).contiguous();
   const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
                           Ginv.data_ptr<float>()};
-  at::Tensor W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
-  glvq_decode_ref_parallel(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
-  W = W.to(device);
+  at::Tensor W;
+  if (device.is_cuda()) {
+    W = glvq_decode_cuda(L, bits, scale, mu, G, Ginv, off, codes, device);
+  } else {
+    W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
+    glvq_decode_ref_parallel(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
+  }
   if (attr(q, "incoherence") != 0) {
     const at::Tensor s_in = glvq_unpack_signs(array(q, "signs_in", at::kByte, (q.in + 7) / 8), q.in);
     const at::Tensor s_out = glvq_unpack_signs(array(q, "signs_out", at::kByte, (q.out + 7) / 8), q.out);

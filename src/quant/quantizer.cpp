@@ -58,6 +58,11 @@ at::Tensor dequantize(const QuantizedLinear& q) {
   GLVQ_FAIL("cannot dequantize a layer stored with method \"{}\" (known: rtn, gptq, glvq)", q.method);
 }
 
+at::Tensor dequantize_on(const QuantizedLinear& q, const at::Device& device) {
+  if (q.method == "glvq") return glvq_dequantize_on(q, device);
+  return dequantize(q).to(device);
+}
+
 double layer_loss(const at::Tensor& W, const at::Tensor& W_hat, const at::Tensor& H) {
   GLVQ_CHECK(W.dim() == 2 && W_hat.sizes() == W.sizes() && H.dim() == 2 && H.size(0) == W.size(1) &&
                  H.size(1) == W.size(1),

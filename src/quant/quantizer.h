@@ -40,6 +40,9 @@ BitsBreakdown count_bits(const QuantizedLinear& q);
 
 /// Rebuilds the fp32 weight [out, in] from the stored arrays alone.
 at::Tensor dequantize(const QuantizedLinear& q);
+/// The same on DEVICE: GLVQ layers are decoded there by the CUDA kernel when
+/// DEVICE is a GPU (bit-identical with the CPU reference), others move there.
+at::Tensor dequantize_on(const QuantizedLinear& q, const at::Device& device);
 
 /// tr(E H E^T) in double, E = W - W_hat (both [out, in], H [in, in]).
 double layer_loss(const at::Tensor& W, const at::Tensor& W_hat, const at::Tensor& H);

@@ -9,6 +9,8 @@ printf 'model:\n  path: [unclosed\n' >$TMP/bad.yaml
 expect_exit 2 "bad.yaml:[0-9]+: malformed YAML" $WORKER --config $TMP/bad.yaml
 expect_exit 2 "unknown stage|stage" $WORKER --config $cfg --stage nonsense --set output_dir=$TMP/a
 expect_exit 1 "nowhere.*(does not exist|config.json)" $WORKER --config $cfg --set model.path=$TMP/nowhere --set output_dir=$TMP/a
+expect_exit 2 "transport: nccl was asked for but tensors are on the CPU" "${MPIRUN[@]}" -np 2 $WORKER --config $cfg \
+  --set quant.method=none --set device=cpu --set transport=nccl --set output_dir=$TMP/nccl
 expect_exit 2 "ranks.*blocks|blocks.*ranks" "${MPIRUN[@]}" -np 7 $WORKER --config $cfg --set quant.method=none \
   --set output_dir=$TMP/b
 [[ ! -f $TMP/a/report.json && ! -f $TMP/b/report.json ]] || fail "a failed run left a report.json"
