@@ -276,12 +276,28 @@ std::vector<std::string> SafetensorsFile::names() const {
 
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorSpec> specs;
+  for (const TensorToWrite& t : tensors) {
+    uint64_t n = 0;
+    GLVQ_CHECK(!shape_bytes(t.shape, dtype_size(t.dtype), &n) || n == 0 || t.data != nullptr,
+               "{}: tensor {}: data is null for {} bytes", path, t.name, n);
+    specs.push_back({t.name, t.dtype, t.shape});
+  }
+  write_safetensors_streamed(path, specs, metadata, [&](size_t i, const ByteSink& sink) {
+    uint64_t n = 0;
+    shape_bytes(tensors[i].shape, dtype_size(tensors[i].dtype), &n);
+    sink(tensors[i].data, n);
+  });
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSpec>& tensors,
+                                const std::map<std::string, std::string>& metadata, const TensorProducer& produce) {
   json header = json::object();
   std::set<std::string> seen;
   std::vector<uint64_t> nbytes;
   uint64_t offset = 0;
   // No padding between tensors: the reference reader rejects holes in the data buffer.
-  for (const TensorToWrite& t : tensors) {
+  for (const TensorSpec& t : tensors) {
     GLVQ_CHECK(!t.name.empty() && t.name != "__metadata__",
                "{}: cannot write a tensor named '{}': the name is reserved or empty", path, t.name);
     GLVQ_CHECK(seen.insert(t.name).second, "{}: tensor {} is given twice", path, t.name);
@@ -289,7 +305,6 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     GLVQ_CHECK(shape_bytes(t.shape, dtype_size(t.dtype), &n),
                "{}: tensor {}: shape {} has a negative dimension or is too large", path, t.name,
                shape_str(t.shape));
-    GLVQ_CHECK(n == 0 || t.data != nullptr, "{}: tensor {}: data is null for {} bytes", path, t.name, n);
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + n}}};
@@ -310,7 +325,25 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
              "writable?)", path, tmp, errno_text(errno));
   int err = write_all(fd, len, 8);
   if (!err) err = write_all(fd, hs.data(), hs.size());
-  for (size_t i = 0; i < tensors.size() && !err; ++i) err = write_all(fd, tensors[i].data, nbytes[i]);
+  for (size_t i = 0; i < tensors.size() && !err; ++i) {
+    uint64_t written = 0;
+    try {
+      produce(i, [&](const void* p, size_t n) {
+        if (!err) err = write_all(fd, p, n);
+        written += n;
+      });
+    } catch (...) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw;
+    }
+    if (!err && written != nbytes[i]) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      GLVQ_FAIL("{}: tensor {}: {} bytes were produced for a {}-byte tensor", path, tensors[i].name, written,
+                nbytes[i]);
+    }
+  }
   if (!err && ::fsync(fd) != 0) err = errno;
   if (::close(fd) != 0 && !err) err = errno;
   if (!err && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;

@@ -5,6 +5,7 @@
 #include "model/dtype.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -56,5 +57,18 @@ struct TensorToWrite {
 };
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+/// The same without holding the data: PRODUCE(i, sink) is called once per
+/// tensor in order and must pass exactly its bytes to SINK, in any number of
+/// pieces (a file of many GB is written with one tensor piece in memory).
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+};
+using ByteSink = std::function<void(const void* data, size_t nbytes)>;
+using TensorProducer = std::function<void(size_t index, const ByteSink& sink)>;
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSpec>& tensors,
+                                const std::map<std::string, std::string>& metadata, const TensorProducer& produce);
 
 }  // namespace glvq
