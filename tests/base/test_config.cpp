@@ -253,7 +253,7 @@ TEST(ConfigErrors, UnknownKeyWithoutNearMissListsTheSection) {
             "error_feedback, incoherence");
   EXPECT_EQ(error_of(minimal_plus({"banana: 1"})),
             "t.yaml:6: unknown key banana; keys allowed at the top level: model, data, calib, "
-            "eval, quant, device, output_dir, threads, seed");
+            "eval, quant, device, transport, output_dir, threads, seed");
 }
 
 TEST(ConfigErrors, WrongTypes) {
@@ -508,6 +508,7 @@ const char* const kFull[] = {
     "  gptq: {damp: 0.1, act_order: false, group_size: 32, static_groups: false}",
     "  rtn: {group_size: 16}",
     "device: cuda",
+    "transport: mpi",
     "output_dir: runs/full",
     "threads: 3",
     "seed: 99",
@@ -523,7 +524,7 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 35u);
+  EXPECT_EQ(keys.size(), 36u);
   EXPECT_EQ(j["model"]["path"], "models/m");
   EXPECT_EQ(j["data"]["calib"], "data/c.txt");
   EXPECT_EQ(j["calib"]["seed"].get<uint64_t>(), UINT64_MAX);
@@ -536,6 +537,7 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   EXPECT_EQ(j["quant"]["gptq"]["group_size"], 32);
   EXPECT_EQ(j["quant"]["rtn"]["group_size"], 16);
   EXPECT_EQ(j["device"], "cuda");
+  EXPECT_EQ(j["transport"], "mpi");
   EXPECT_EQ(j["threads"], 3);
   EXPECT_EQ(j["seed"], 99);
   EXPECT_FALSE(j.contains("source_file"));  // not a key
