@@ -44,13 +44,17 @@ class ValidateStage : public Stage {
     if (quantized) ckpt = std::make_unique<CheckpointReader>(ctx.cfg.output_dir + "/model.glvq.h5");
     std::vector<BlockWeights> blocks;
     for (int b = s.first_block; b < s.end_block; ++b) {
-      BlockWeights w = load_block(*ctx.files, ctx.model, b, ctx.device);
+      BlockWeights w = load_block(*ctx.files, ctx.model, b, ctx.device, /*linears=*/!quantized);
       if (quantized)
         for (int l = 0; l < kNumLinears; ++l) {
           const std::string name = linear_tensor_name(b, static_cast<Linear>(l));
           GLVQ_CHECK(ckpt->has_layer(name), "{} has no layer {}; run the learn and gather stages first",
                      ckpt->path(), name);
           w.w[l] = dequantize_on(ckpt->layer(name), ctx.device);
+          const auto want = linear_weight_shape(ctx.model, static_cast<Linear>(l));
+          GLVQ_CHECK(w.w[l].sizes() == at::IntArrayRef(want), "{}: layer {} is {} but the model needs {}: the "
+                     "checkpoint belongs to another model", ckpt->path(), name, shape_str(w.w[l]),
+                     fmt::format("[{}, {}]", want[0], want[1]));
         }
       blocks.push_back(std::move(w));
     }

@@ -62,14 +62,17 @@ at::Tensor load_checked(ModelFiles& files, const std::string& name, std::vector<
 }
 }  // namespace
 
-BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, const at::Device& device) {
+std::vector<int64_t> linear_weight_shape(const LlamaConfig& cfg, Linear l) { return linear_shape(cfg, l); }
+
+BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, const at::Device& device,
+                        bool linears) {
   GLVQ_CHECK(layer >= 0 && layer < cfg.n_layers, "block {} does not exist: the model has {} blocks", layer,
              cfg.n_layers);
   BlockWeights b;
   auto names = block_tensor_names(layer);
   b.input_norm = load_checked(files, names[0], {cfg.hidden}, device);
   b.post_norm = load_checked(files, names[1], {cfg.hidden}, device);
-  for (int i = 0; i < kNumLinears; ++i)
+  for (int i = 0; i < kNumLinears && linears; ++i)
     b.w[i] = load_checked(files, names[2 + i], linear_shape(cfg, static_cast<Linear>(i)), device);
   return b;
 }

@@ -32,8 +32,13 @@ struct BlockWeights {
   const at::Tensor& operator[](Linear l) const { return w[static_cast<int>(l)]; }
 };
 
-/// Reads (and shape-checks) block LAYER's tensors as fp32 on DEVICE.
-BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, const at::Device& device);
+/// Reads (and shape-checks) block LAYER's tensors as fp32 on DEVICE. Without
+/// LINEARS only the norms are read (the caller supplies the linears, e.g. from
+/// a checkpoint), so a 70B block's 1.7 GB of weights are not read in vain.
+BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, const at::Device& device,
+                        bool linears = true);
+/// The shape [out, in] of linear L.
+std::vector<int64_t> linear_weight_shape(const LlamaConfig& cfg, Linear l);
 /// Names of every tensor block LAYER needs.
 std::vector<std::string> block_tensor_names(int layer);
 
