@@ -25,6 +25,9 @@ LAUNCH=${LAUNCH:-srun}          # srun | mpirun
 # NVLink multicast stays off on shared hosts (it can take GPUs out of service).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-8}
+# glvq-worker is an MPI program: srun must wire its ranks up through PMIx (under a
+# cluster default of MpiDefault=none, MPI_Init fails in every task).
+export SLURM_MPI_TYPE=${SLURM_MPI_TYPE:-pmix}
 
 args=(--config "$CONFIG" --set "output_dir=$OUT")
 [[ -n $MODEL ]] && args+=(--set "model.path=$MODEL")

@@ -12,6 +12,9 @@ GLVQ_HOME=${GLVQ_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
 OUT=${OUT:-$GLVQ_HOME/runs/tiny-llama-slurm}
 LAUNCH=${LAUNCH:-mpirun}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# glvq-worker is an MPI program: srun must wire its ranks up through PMIx (under a
+# cluster default of MpiDefault=none, MPI_Init fails in every task).
+export SLURM_MPI_TYPE=${SLURM_MPI_TYPE:-pmix}
 cd "$GLVQ_HOME"
 # shellcheck disable=SC2086
 args=(--config configs/tiny-llama.yaml --set "output_dir=$OUT" ${EXTRA:-})
