@@ -4,9 +4,11 @@
 #include "ckpt/checkpoint.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/interrupts.h"
 #include "jobs/stage.h"
 
 #include <chrono>
+#include <filesystem>
 
 namespace glvq {
 namespace {
@@ -30,6 +32,12 @@ class GatherStage : public Stage {
     ctx.comm->barrier();  // every rank's block files are complete
     if (!ctx.first_rank()) return;
     const std::string out = ctx.cfg.output_dir + "/model.glvq.h5";
+    // A gather killed before its rename leaves model.glvq.h5.tmp-<pid>: never valid, only dead weight.
+    for (const auto& e : std::filesystem::directory_iterator(ctx.cfg.output_dir))
+      if (e.path().filename().string().rfind("model.glvq.h5.tmp-", 0) == 0) {
+        log_warn("gather: removing {} left by an interrupted gather", e.path().string());
+        std::filesystem::remove(e.path());
+      }
     CheckpointWriter writer(out);
     BitsBreakdown bits;
     nlohmann::json provenance = nlohmann::json::object();
@@ -41,6 +49,7 @@ class GatherStage : public Stage {
         writer.add_layer(name, q);
       }
       provenance[std::to_string(b)] = bf.provenance.value("quant_config_hash", "");
+      stage_boundary("gather", ctx.comm->rank(), b + 1);  // the checkpoint is still a temporary file
     }
     int64_t unquantized = 0, unquantized_bits = 0;
     for (const auto& name : unquantized_names(ctx.model, *ctx.files)) {

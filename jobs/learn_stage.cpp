@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "jobs/interrupts.h"
 #include "jobs/provenance.h"
 #include "jobs/stage.h"
 #include "nn/gpu_memory.h"
@@ -115,6 +116,7 @@ class LearnStage : public Stage {
       if (ctx.device.is_cuda()) gpu_memory_sample();
       log_info("learn: block {} done in {:.1f}s", b, seconds_since(t0));
       progress.step(1, fmt::format("block {}", b));
+      stage_boundary("learn", ctx.comm->rank(), b - s.first_block + 1);
     }
     progress.done();
     ctx.boundary_inputs.clear();

@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "jobs/interrupts.h"
 #include "nn/gpu_memory.h"
 #include "text/tokenizer.h"
 
@@ -51,6 +52,7 @@ void run_pipeline(JobContext& ctx, const at::Tensor& tokens, int mb, const std::
       last(m, y, tok);
     if (ctx.device.is_cuda()) gpu_memory_sample();
     progress.step();
+    stage_boundary(stage.substr(0, stage.find(' ')), rank, static_cast<int>(m + 1));
   }
   progress.done();
 }

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/preempt.h"
 #include "jobs/stage.h"
 #include "nn/gpu_memory.h"
 
@@ -84,6 +85,7 @@ void write_report(JobContext& ctx, double wall_s) {
 }  // namespace
 
 int run_worker(Comm& comm, const WorkerArgs& args) {
+  install_preemption_handlers();
   JobContext ctx;
   ctx.comm = &comm;
   // Setup fails the same way on every rank (same files, same config), so

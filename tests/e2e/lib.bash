@@ -21,3 +21,26 @@ expect_exit() {
   [[ $ok == 1 ]] || { echo "$out" | tail -20; fail "exit $rc, expected $code: $*"; }
   grep -qE -- "$pattern" <<<"$out" || { echo "$out" | tail -20; fail "output lacks /$pattern/: $*"; }
 }
+
+# same_checkpoint A B: every dataset and attribute under /layers and /tensors of two
+# model.glvq.h5 files is equal; only the recorded wall time of layers ("seconds") may differ.
+same_checkpoint() {
+  local a=$1 b=$2 d=$TMP/h5diff.$RANDOM.txt
+  { h5diff -r "$a" "$b" /layers /layers; h5diff -r "$a" "$b" /tensors /tensors; } >$d 2>&1 || true
+  python3 - "$d" <<'PY'
+import re, sys
+header, compared, bad = None, 0, []
+for line in open(sys.argv[1]):
+    if re.match(r"^(dataset|attribute|group)\s*: ", line):
+        header = line.strip()
+    m = re.match(r"^(\d+) differences? found", line)
+    if m and header:
+        compared += 1
+        if int(m.group(1)) > 0 and not header.startswith("attribute: <seconds of"):
+            bad.append(header)
+    if "not comparable" in line or "do not exist" in line or "cannot" in line.lower():
+        bad.append(line.strip())
+print(f"h5diff: {compared} objects compared, {len(bad)} differ beyond wall time", *bad[:5], sep="\n  ")
+sys.exit(1 if bad or compared == 0 else 0)
+PY
+}

@@ -1,0 +1,71 @@
+#include "jobs/interrupts.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/preempt.h"
+
+#include <csignal>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+namespace glvq {
+namespace {
+
+struct Fault {
+  std::string stage, action;
+  int rank = -1, at = -1;
+};
+
+Fault parse_fault(const char* text) {
+  Fault f;
+  std::map<std::string, std::string> kv;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const size_t eq = item.find('=');
+    GLVQ_USAGE_CHECK(eq != std::string::npos, "GLVQ_FAULT=\"{}\": \"{}\" is not key=value (test-only hook, see "
+                     "jobs/interrupts.h)", text, item);
+    kv[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  try {
+    f.stage = kv.at("stage");
+    f.action = kv.at("action");
+    f.rank = std::stoi(kv.at("rank"));
+    f.at = std::stoi(kv.at("at"));
+  } catch (const std::exception&) {
+    GLVQ_USAGE_CHECK(false, "GLVQ_FAULT=\"{}\" needs stage=, rank=, at= and action= (test-only hook)", text);
+  }
+  GLVQ_USAGE_CHECK(f.action == "kill" || f.action == "term" || f.action == "usr1" || f.action == "throw",
+                   "GLVQ_FAULT: action \"{}\" is not kill, term, usr1 or throw", f.action);
+  return f;
+}
+
+const Fault* configured_fault() {
+  static const Fault* f = []() -> const Fault* {
+    const char* env = std::getenv("GLVQ_FAULT");
+    if (!env || !*env) return nullptr;
+    return new Fault(parse_fault(env));
+  }();
+  return f;
+}
+
+}  // namespace
+
+void stage_boundary(const std::string& stage, int rank, int count) {
+  if (const Fault* f = configured_fault(); f && f->stage == stage && f->rank == rank && f->at == count) {
+    log_warn("GLVQ_FAULT: injecting \"{}\" on rank {} at {} boundary {}", f->action, rank, stage, count);
+    if (f->action == "kill") std::raise(SIGKILL);
+    if (f->action == "term") std::raise(SIGTERM);
+    if (f->action == "usr1") std::raise(SIGUSR1);
+    if (f->action == "throw") GLVQ_FAIL("GLVQ_FAULT: injected failure in {} on rank {}", stage, rank);
+  }
+  if (const int sig = preemption_signal()) {
+    throw Error(fmt::format("preempted by {} during {}: work finished so far is saved; run again with --resume "
+                            "(Slurm: the batch script requeues the job)",
+                            sig == SIGTERM ? "SIGTERM" : "SIGUSR1", stage),
+                __FILE__, __LINE__, kExitPreempted);
+  }
+}
+
+}  // namespace glvq
