@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# slurm/quantize_70b.sh's preemption logic without a cluster: a launcher that
+# exits 3 (glvq-worker's "preempted") makes the script ask Slurm to requeue the
+# job (a stand-in scontrol records its arguments) and exit 3; a rerun into an
+# output directory that holds a plan passes --resume; a failure (exit 1) is
+# passed through without a requeue; SIGUSR1 to the batch shell reaches the ranks.
+source "$(dirname "$0")/lib.bash"
+bin=$TMP/bin; mkdir -p $bin
+cat >$bin/scontrol <<'SH'
+#!/usr/bin/env bash
+echo "$*" >>"$FAKE_LOG.scontrol"
+SH
+cat >$bin/srun <<'SH'
+#!/usr/bin/env bash
+# Stands in for srun + glvq-worker: records the worker's arguments, then either exits
+# with FAKE_RC or waits for SIGUSR1 and exits 3 the way preempted ranks do.
+echo "$*" >>"$FAKE_LOG.srun"
+if [[ ${FAKE_WAIT_SIGNAL:-0} == 1 ]]; then
+  trap 'echo got-usr1 >>"$FAKE_LOG.srun"; exit 3' USR1
+  touch "$FAKE_LOG.ready"
+  for _ in $(seq 600); do sleep 0.1; done  # bounded; the trap ends it
+  exit 9
+fi
+exit "$FAKE_RC"
+SH
+chmod +x $bin/*
+export PATH=$bin:$PATH FAKE_LOG=$TMP/log SLURM_JOB_ID=4242 OUT=$TMP/out MODEL=/nowhere
+mkdir -p $OUT
+
+set +e; FAKE_RC=3 bash slurm/quantize_70b.sh >$TMP/o1 2>&1; rc=$?; set -e
+[[ $rc == 3 ]] || fail "preempted run: script exit $rc, expected 3"
+grep -qx "requeue 4242" $FAKE_LOG.scontrol || fail "no 'scontrol requeue 4242' after exit 3"
+! grep -q -- "--resume" $FAKE_LOG.srun || fail "first run must not resume"
+
+touch $OUT/plan.json; rm -f $FAKE_LOG.*
+set +e; FAKE_RC=1 bash slurm/quantize_70b.sh >$TMP/o2 2>&1; rc=$?; set -e
+[[ $rc == 1 ]] || fail "failed run: script exit $rc, expected 1"
+[[ ! -e $FAKE_LOG.scontrol ]] || fail "a failure (not a preemption) was requeued"
+grep -q -- "--resume" $FAKE_LOG.srun || fail "a rerun into an output with plan.json must pass --resume"
+
+rm -f $FAKE_LOG.*
+FAKE_WAIT_SIGNAL=1 bash slurm/quantize_70b.sh >$TMP/o3 2>&1 &
+script=$!
+for _ in $(seq 100); do [[ -e $FAKE_LOG.ready ]] && break; sleep 0.1; done  # bounded wait for the launcher
+[[ -e $FAKE_LOG.ready ]] || fail "the stand-in launcher did not start"
+kill -USR1 $script
+set +e; wait $script; rc=$?; set -e
+grep -q got-usr1 $FAKE_LOG.srun || fail "SIGUSR1 to the batch shell was not forwarded to the launcher"
+[[ $rc == 3 ]] && grep -qx "requeue 4242" $FAKE_LOG.scontrol || fail "signalled run: exit $rc, requeue missing"
+echo "slurm_requeue: ok"
