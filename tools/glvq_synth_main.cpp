@@ -6,31 +6,42 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <utility>
 #include <cstdio>
 
 int main(int argc, char** argv) {
   glvq::SynthOptions opt;
-  opt.shape = glvq::synth_llama2_70b(2);
-  std::string out;
-  double shard_gb = 5.0;
+  std::string out, preset = "llama2-70b";
+  int blocks = 2, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, vocab = 0;  // 0: the preset's
+  uint64_t shard_bytes = 0;
+  double shard_gb = 0;
   CLI::App app{fmt::format(
       "glvq-synth {}: write a Hugging Face Llama directory (config.json, bf16 safetensors shards with\n"
-      "model.safetensors.index.json, tokenizer) with K blocks of random weights shaped like Llama-2-70B\n"
-      "(hidden 8192, intermediate 28672, 64 heads, 8 KV heads, vocab 32000) unless overridden. The weights\n"
-      "imitate what matters to quantization (docs/SYNTH.md); perplexity on it means nothing.\n"
+      "model.safetensors.index.json, tokenizer) with K blocks of random weights. The shape is a preset's\n"
+      "(llama2-70b: hidden 8192, intermediate 28672, 64 heads, 8 KV heads, vocab 32000, rope_theta 1e4,\n"
+      "rms_norm_eps 1e-5, 4096 positions) with any of --hidden .. --vocab replacing its value. The weights\n"
+      "imitate what matters to quantization (docs/SYNTH.md); perplexity on it means nothing. The model is\n"
+      "written into OUT.tmp-<pid> and renamed to OUT when complete.\n"
       "Exit codes: 0 ok, 1 write error, 2 bad command line.",
       GLVQ_GIT_COMMIT)};
   app.add_option("--out", out, "output directory (must not exist unless --force)")->required();
-  app.add_option("--blocks", opt.shape.blocks, "number of transformer blocks K (default 2)")->check(CLI::PositiveNumber);
-  app.add_option("--hidden", opt.shape.hidden, "hidden size (default 8192)")->check(CLI::PositiveNumber);
-  app.add_option("--intermediate", opt.shape.intermediate, "MLP size (default 28672)")->check(CLI::PositiveNumber);
-  app.add_option("--heads", opt.shape.heads, "attention heads (default 64)")->check(CLI::PositiveNumber);
-  app.add_option("--kv-heads", opt.shape.kv_heads, "key/value heads (default 8)")->check(CLI::PositiveNumber);
-  app.add_option("--vocab", opt.shape.vocab, "vocabulary size (default 32000)")->check(CLI::PositiveNumber);
+  app.add_option("--preset", preset, "shape to start from (default llama2-70b)")
+      ->check(CLI::IsMember(glvq::synth_preset_names()));
+  app.add_option("--blocks", blocks, "number of transformer blocks K (default 2)")->check(CLI::PositiveNumber);
+  app.add_option("--hidden", hidden, "hidden size (llama2-70b: 8192)")->check(CLI::PositiveNumber);
+  app.add_option("--intermediate", intermediate, "MLP size (llama2-70b: 28672)")->check(CLI::PositiveNumber);
+  app.add_option("--heads", heads, "attention heads (llama2-70b: 64)")->check(CLI::PositiveNumber);
+  app.add_option("--kv-heads", kv_heads, "key/value heads (llama2-70b: 8)")->check(CLI::PositiveNumber);
+  app.add_option("--vocab", vocab, "vocabulary size (llama2-70b: 32000)")->check(CLI::PositiveNumber);
   app.add_option("--seed", opt.seed, "seed of every weight (default 0)");
   app.add_option("--tokenizer-from", opt.tokenizer_from,
                  "copy tokenizer.model from this directory (default models/tiny-llama; its ids must fit --vocab)");
-  app.add_option("--shard-gb", shard_gb, "weight bytes per shard, GB (default 5)")->check(CLI::PositiveNumber);
+  auto* sb = app.add_option("--shard-bytes", shard_bytes,
+                            "weight bytes per shard: a number of bytes or with a unit, e.g. 5GB, 200MB, 64KiB "
+                            "(default 5GB; a tensor is never split, so a shard holds at least one)")
+                 ->transform(CLI::AsSizeValue(true))
+                 ->check(CLI::PositiveNumber);
+  app.add_option("--shard-gb", shard_gb, "the same in GB (1e9 bytes)")->check(CLI::PositiveNumber)->excludes(sb);
   app.add_option("--threads", opt.threads, "generator threads (default: all cores)");
   app.add_flag("--force", opt.overwrite, "replace --out if it exists");
   try {
@@ -39,11 +50,18 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : glvq::kExitUsage;
   }
-  opt.shard_bytes = static_cast<uint64_t>(shard_gb * 1e9);
+  if (shard_bytes > 0) opt.shard_bytes = shard_bytes;
+  if (shard_gb > 0) opt.shard_bytes = static_cast<uint64_t>(shard_gb * 1e9);
   const auto t0 = std::chrono::steady_clock::now();
   auto secs = [&]() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   int last_pct = -1;
   try {
+    opt.shape = glvq::synth_preset(preset, blocks);
+    using Override = std::pair<int, int*>;
+    for (const Override& o : {Override{hidden, &opt.shape.hidden}, Override{intermediate, &opt.shape.intermediate},
+                              Override{heads, &opt.shape.heads}, Override{kv_heads, &opt.shape.kv_heads},
+                              Override{vocab, &opt.shape.vocab}})
+      if (o.first > 0) *o.second = o.first;
     glvq::synth_write_model(out, opt, [&](uint64_t done, uint64_t total) {
       const int pct = static_cast<int>(100.0 * done / total);
       if (pct >= last_pct + 5 || done == total) {

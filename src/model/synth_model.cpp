@@ -6,6 +6,7 @@
 #include "text/tokenizer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -195,6 +196,15 @@ SynthShape synth_llama2_70b(int blocks) {
   return s;
 }
 
+std::vector<std::string> synth_preset_names() { return {"llama2-70b"}; }
+
+SynthShape synth_preset(const std::string& name, int blocks) {
+  if (name == "llama2-70b") return synth_llama2_70b(blocks);
+  throw UsageError(fmt::format("glvq-synth: unknown --preset '{}': known presets are {}", name,
+                               fmt::join(synth_preset_names(), ", ")),
+                   __FILE__, __LINE__);
+}
+
 std::vector<SynthTensor> synth_tensor_list(const SynthShape& s) {
   const int64_t hd = s.hidden / s.heads, H = s.hidden, I = s.intermediate;
   std::vector<SynthTensor> t;
@@ -271,7 +281,7 @@ void synth_write_model(const std::string& out, const SynthOptions& opt,
         const SynthTensor& t = tensors[shards[sh][k]];
         const uint64_t key = hash_name(opt.seed, t.name);
         const Recipe r = recipe_for(t.name, t.shape, outliers, key);
-        const int64_t rows = t.shape.size() == 2 ? t.shape[0] : t.shape[0];
+        const int64_t rows = t.shape[0];
         const int64_t cols = t.shape.size() == 2 ? t.shape[1] : 1;
         // Pieces of ~32 MB, each filled by all threads.
         const int64_t piece = std::max<int64_t>(1, (int64_t(16) << 20) / cols);

@@ -26,6 +26,13 @@ struct SynthShape {
 /// Llama-2-70B's shape with K blocks.
 SynthShape synth_llama2_70b(int blocks);
 
+/// The names synth_preset knows ("llama2-70b").
+std::vector<std::string> synth_preset_names();
+
+/// The shape of preset NAME with K blocks; throws UsageError listing the
+/// presets for an unknown name.
+SynthShape synth_preset(const std::string& name, int blocks);
+
 struct SynthOptions {
   SynthShape shape;
   uint64_t seed = 0;

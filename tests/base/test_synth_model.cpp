@@ -63,6 +63,11 @@ TEST(SynthModel, LoaderReadsEveryTensorWithTheLlamaLayout) {
   EXPECT_EQ(c.n_kv_heads, 2);
   EXPECT_EQ(c.vocab, 4096);
   EXPECT_EQ(c.dtype, "bfloat16");
+  EXPECT_EQ(c.max_positions, 4096);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.raw["architectures"], nlohmann::json::array({"LlamaForCausalLM"}));
 
   // The layout written independently here, from the Llama architecture.
   std::map<std::string, std::vector<int64_t>> want = {{"model.embed_tokens.weight", {4096, 64}},
@@ -145,6 +150,22 @@ TEST(SynthModel, OutlierInputChannelsStandOut) {
     // weakest one is far above the strongest ordinary column.
     EXPECT_GT(std::sqrt(min_out / max_rest), 3.0);
   }
+}
+
+TEST(SynthModel, Llama2_70bPresetHasTheRealModelsShape) {
+  // Llama-2-70B has 68,976,648,192 parameters (80 blocks): the preset's tensor list must add up to it.
+  int64_t params = 0;
+  for (const SynthTensor& t : synth_tensor_list(synth_preset("llama2-70b", 80))) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    params += n;
+  }
+  EXPECT_EQ(params, 68976648192);
+  const SynthShape s = synth_preset("llama2-70b", 3);
+  EXPECT_EQ(s.blocks, 3);
+  EXPECT_EQ(s.vocab, 32000);
+  EXPECT_EQ(s.kv_heads, 8);
+  test::expect_error([] { synth_preset("llama2-7b", 1); }, {"unknown --preset 'llama2-7b'", "llama2-70b"});
 }
 
 TEST(SynthModel, RefusesATokenizerLargerThanTheVocabulary) {
