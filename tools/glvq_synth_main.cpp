@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "glvq-synth: error: %s: %s\n", out.c_str(), e.what());
     return glvq::kExitError;
   }
-  std::printf("glvq-synth: wrote %s (%d blocks, hidden %d) in %.1f s\n", out.c_str(), opt.shape.blocks,
+  std::printf("glvq-synth: wrote %s (blocks %d, hidden %d) in %.1f s\n", out.c_str(), opt.shape.blocks,
               opt.shape.hidden, secs());
   return 0;
 }
