@@ -5,14 +5,17 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace glvq {
@@ -249,28 +252,95 @@ void Loader::check() {
   }
 }
 
+/// Where each YAML document of a text begins (its first node), read with yaml-cpp's
+/// event parser: YAML::LoadAll loops forever, allocating, on some malformed texts (a
+/// stray ',' at the top level), because the parser then makes no progress between
+/// documents. Two documents are enough to know the config is not a single map.
+struct DocumentStarts {
+  std::vector<YAML::Mark> marks;
+  std::optional<YAML::Mark> stuck_at;  ///< set when the parser stopped advancing
+};
+
+class FirstNodeMarks : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> marks;
+  void OnDocumentStart(const YAML::Mark& m) override {
+    marks.push_back(m);
+    fresh_ = true;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { node(m); }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& m) {
+    if (fresh_) marks.back() = m;
+    fresh_ = false;
+  }
+  bool fresh_ = false;
+};
+
+DocumentStarts document_starts(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  FirstNodeMarks h;
+  DocumentStarts out;
+  int last_pos = -1;
+  for (int doc = 0; doc < 2; ++doc) {
+    const size_t before = h.marks.size();
+    if (!parser.HandleNextDocument(h)) break;
+    if (h.marks.size() > before) {
+      const YAML::Mark& m = h.marks.back();
+      if (m.pos <= last_pos) {
+        out.stuck_at = m;
+        break;
+      }
+      last_pos = m.pos;
+    }
+  }
+  out.marks = h.marks;
+  return out;
+}
+
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& origin,
                     const std::vector<std::string>& overrides) {
-  std::vector<YAML::Node> docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(yaml_text);
+    const DocumentStarts starts = document_starts(yaml_text);
+    if (starts.stuck_at) {
+      const YAML::Mark& m = *starts.stuck_at;
+      const char c = m.pos >= 0 && static_cast<size_t>(m.pos) < yaml_text.size() ? yaml_text[m.pos] : '?';
+      GLVQ_CONFIG_FAIL((Where{origin, m.line + 1}), "malformed YAML (column {}): unexpected '{}'",
+                       m.column + 1, std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : "?");
+    }
+    if (starts.marks.size() > 1)
+      GLVQ_CONFIG_FAIL((Where{origin, starts.marks[1].line + 1}),
+                       "a second YAML document starts here; a config is a single map (remove '---')");
+    if (!starts.marks.empty()) root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     const int line = e.mark.line >= 0 ? e.mark.line + 1 : 1;
     GLVQ_CONFIG_FAIL((Where{origin, line}), "malformed YAML (column {}): {}", e.mark.column + 1,
                      e.msg);
   }
-  if (docs.empty() || (docs.size() == 1 && docs[0].IsNull()))
+  if (!root.IsDefined() || root.IsNull())
     GLVQ_CONFIG_FAIL((Where{origin, 1}),
                      "the config is empty; expected a map with at least model.path, data.eval and "
                      "output_dir");
-  if (docs.size() > 1)
-    GLVQ_CONFIG_FAIL((Where{origin, line_of(docs[1])}),
-                     "a second YAML document starts here; a config is a single map (remove '---')");
 
   Loader loader(origin);
-  loader.apply_document(docs[0]);
+  loader.apply_document(root);
   for (const std::string& o : overrides) loader.apply_override(o);
   loader.check();
   loader.cfg.source_file = origin;

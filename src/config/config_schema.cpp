@@ -278,6 +278,39 @@ std::string set_bool(Config& cfg, const KeySpec& s, const YAML::Node& v, const s
   return fmt::format("'{}' is not a boolean; expected {}", shown(v), exp);
 }
 
+// Offset of the first byte of S that is not well-formed UTF-8 (RFC 3629: no overlong
+// forms, surrogates or code points above U+10FFFF), or npos when S is valid.
+size_t invalid_utf8_at(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    const unsigned c = p[i];
+    size_t n = 0;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (s.size() - i <= n) return i;
+    if (p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k <= n; ++k)
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    i += n + 1;
+  }
+  return std::string::npos;
+}
+
 std::string check_string_tag(const YAML::Node& v, const std::string& exp) {
   const std::string& tag = v.Tag();
   if (tag == "?" || tag == "!" || tag == kStrTag) return "";
@@ -351,6 +384,12 @@ std::string set_key(Config& cfg, const KeySpec& s, const YAML::Node& v) {
       std::string p = check_string_tag(v, exp);
       if (!p.empty()) return p;
       if (s.required && v.Scalar().empty()) return "empty string; expected " + exp;
+      // report.json and the checkpoints record every value as JSON, which is UTF-8: refuse
+      // here rather than fail at the end of a run.
+      const size_t bad = invalid_utf8_at(v.Scalar());
+      if (bad != std::string::npos)
+        return fmt::format("byte {} (0x{:02X}) is not valid UTF-8; expected {} of UTF-8 text (rename the file or "
+                           "directory)", bad, static_cast<unsigned char>(v.Scalar()[bad]), exp);
       s.string_ref(cfg) = v.Scalar();
       return "";
     }

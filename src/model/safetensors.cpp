@@ -168,19 +168,32 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   GLVQ_CHECK(size > 0, "{}: the file is empty (0 bytes): the download or export did not finish; "
              "re-download it", path);
+
+  // PROT_READ + MAP_PRIVATE: pages are faulted in only when a tensor's data is read.
+  void* m = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, fd.fd, 0);
+  GLVQ_CHECK(m != MAP_FAILED, "{}: cannot mmap {} bytes: {}", path, size, errno_text(errno));
+  std::shared_ptr<SafetensorsFile> f;
+  try {
+    f = parse(m, static_cast<size_t>(size), path);
+  } catch (...) {
+    ::munmap(m, static_cast<size_t>(size));
+    throw;
+  }
+  f->map_ = m;
+  f->map_size_ = static_cast<size_t>(size);
+  return f;
+}
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::parse(const void* bytes, size_t size_bytes,
+                                                        const std::string& path) {
+  const uint64_t size = size_bytes;
   GLVQ_CHECK(size >= 8,
              "{}: the file is {} bytes, shorter than the 8-byte header length: the file is "
              "truncated; re-download it",
              path, size);
-
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  // PROT_READ + MAP_PRIVATE: pages are faulted in only when a tensor's data is read.
-  void* m = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, fd.fd, 0);
-  GLVQ_CHECK(m != MAP_FAILED, "{}: cannot mmap {} bytes: {}", path, size, errno_text(errno));
-  f->map_ = m;
-  f->map_size_ = static_cast<size_t>(size);
-  const unsigned char* base = static_cast<const unsigned char*>(m);
+  const unsigned char* base = static_cast<const unsigned char*>(bytes);
 
   const uint64_t n = read_le_u64(base);
   GLVQ_CHECK(n <= size - 8,

@@ -27,6 +27,11 @@ class SafetensorsFile {
  public:
   /// Maps and validates PATH; throws glvq::Error naming the file (and tensor).
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  /// Validates the SIZE-byte safetensors image at BYTES (a whole file) like open();
+  /// the views point into BYTES, which the caller keeps alive and unchanged. PATH
+  /// only names it in messages. The fuzzer uses it: ASan sees a read past the end
+  /// of a heap buffer, while a mapping hides it up to the page boundary.
+  static std::shared_ptr<SafetensorsFile> parse(const void* bytes, size_t size, const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;

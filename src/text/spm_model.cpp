@@ -187,6 +187,7 @@ void parse_normalizer_spec(WireReader r, SpmModel* m, bool denorm) {
 
 void parse_model_proto(const std::string& bytes, SpmModel* m) {
   WireReader r(bytes.data(), bytes.data() + bytes.size(), bytes.data());
+  bool have_trainer_spec = false;
   while (!r.done()) {
     uint32_t wire;
     const uint32_t field = r.key(&wire);
@@ -198,6 +199,7 @@ void parse_model_proto(const std::string& bytes, SpmModel* m) {
       case 2:
         r.expect(field, wire, kLen, "ModelProto.trainer_spec");
         parse_trainer_spec(r.sub(), m);
+        have_trainer_spec = true;
         break;
       case 3:
         r.expect(field, wire, kLen, "ModelProto.normalizer_spec");
@@ -210,6 +212,11 @@ void parse_model_proto(const std::string& bytes, SpmModel* m) {
       default: r.skip(wire);  // self_test_data (4) and fields of newer versions
     }
   }
+  // sentencepiece always writes it, after the pieces: without it, a file cut between two
+  // pieces would parse and fail later with a misleading reason (or as a unigram model).
+  if (!have_trainer_spec)
+    throw FormatError(fmt::format("it has no trainer_spec after its {} pieces: the file is truncated or not a "
+                                  "tokenizer.model", m->pieces.size()));
 }
 
 /// "<0x41>" -> 0x41; -1 unless exactly sentencepiece's ByteToPiece format (upper-case hex).

@@ -287,6 +287,28 @@ TEST(ConfigErrors, WrongTypes) {
                      "t.yaml:3: output_dir: empty string; expected a non-empty string");
 }
 
+TEST(ConfigErrors, StringsMustBeUtf8) {
+  // A Latin-1 path: report.json and the checkpoints record values as JSON, which cannot hold it.
+  EXPECT_EQ(error_of(yaml({"model: {path: \"mod\xE9le\"}", "data: {eval: e}", "output_dir: o"})),
+            "t.yaml:1: model.path: byte 3 (0xE9) is not valid UTF-8; expected a non-empty string of UTF-8 "
+            "text (rename the file or directory)");
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"output_dir=runs/\xC0\xAF"}),  // overlong '/'
+                     "--set output_dir=runs/\xC0\xAF: output_dir: byte 5 (0xC0) is not valid UTF-8");
+  EXPECT_STARTS_WITH(error_of(yaml({"model: {path: m}", "data: {eval: e, calib: \"c\xED\xA0\x80\"}",  // a surrogate
+                                    "output_dir: o"})),
+                     "t.yaml:2: data.calib: byte 1 (0xED) is not valid UTF-8");
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.eval=e\xE6\x97"}),  // cut inside a character
+                     "--set data.eval=e\xE6\x97: data.eval: byte 1 (0xE6) is not valid UTF-8");
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.eval=\xF4\x90\x80\x80"}),  // above U+10FFFF
+                     "--set data.eval=\xF4\x90\x80\x80: data.eval: byte 0 (0xF4) is not valid UTF-8");
+  // UTF-8 beyond ASCII is kept as is and serialises.
+  const Config c = parse_config(yaml({"model: {path: \"mod\xC3\xA8le/\xE6\x97\xA5\xF0\x9F\x98\x80\"}",
+                                      "data: {eval: e}", "output_dir: o"}),
+                                "t.yaml");
+  EXPECT_EQ(c.model.path, "mod\xC3\xA8le/\xE6\x97\xA5\xF0\x9F\x98\x80");
+  EXPECT_NE(config_to_json(c).dump().find(c.model.path), std::string::npos);
+}
+
 TEST(ConfigErrors, BooleansAreTrueOrFalseOnly) {
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  glvq:", "    companding: yes"})),
                      "t.yaml:8: quant.glvq.companding: yes is a YAML 1.1 boolean, which glvq does "
@@ -346,6 +368,12 @@ TEST(ConfigErrors, MalformedYaml) {
   EXPECT_STARTS_WITH(error_of(yaml({"model:", "\tpath: a"})), "t.yaml:2: malformed YAML");
   EXPECT_STARTS_WITH(error_of(yaml({"model:", "  path: a", " data: b"})),
                      "t.yaml:3: malformed YAML");
+  // yaml-cpp's LoadAll never returns on these (found by tests/fuzz/fuzz_config).
+  EXPECT_EQ(error_of(","), "t.yaml:1: malformed YAML (column 1): unexpected ','");
+  EXPECT_EQ(error_of(yaml({"# comment", "  , model: {path: m}"})),
+            "t.yaml:2: malformed YAML (column 3): unexpected ','");
+  EXPECT_STARTS_WITH(error_of(yaml({"model: {path: m}", "---", ","})),
+                     "t.yaml:3: a second YAML document starts here");
 }
 
 TEST(ConfigErrors, EmptyOrNotAMap) {

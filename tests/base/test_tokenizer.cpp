@@ -206,6 +206,33 @@ TEST(Tokenizer, CorruptOrTruncatedModelNamesPath) {
   ::unlink(path.c_str());
 }
 
+// Offset just past the last top-level `pieces` field (1, length-delimited: key byte 0x0A),
+// where sentencepiece writes trainer_spec: a cut there leaves only whole pieces.
+size_t end_of_pieces(const std::string& b) {
+  size_t p = 0;
+  while (p < b.size() && static_cast<unsigned char>(b[p]) == 0x0A) {
+    uint64_t len = 0;
+    int shift = 0;
+    for (++p; static_cast<unsigned char>(b[p]) & 0x80; ++p, shift += 7) len |= uint64_t(b[p] & 0x7F) << shift;
+    len |= uint64_t(static_cast<unsigned char>(b[p])) << shift;
+    p += 1 + len;
+  }
+  return p;
+}
+
+TEST(Tokenizer, ModelCutBetweenPiecesSaysTruncated) {
+  const std::string good = read_file(kModel);
+  const size_t cut = end_of_pieces(good);
+  ASSERT_GT(cut, 0u);
+  ASSERT_LT(cut, good.size());
+  const std::string path = temp_path("cut-tokenizer.model");
+  write_file_atomic(path, good.substr(0, cut));
+  const std::string msg = error_message([&] { Tokenizer tok(path); });
+  ::unlink(path.c_str());
+  EXPECT_NE(msg.find(path + " is not a valid sentencepiece model: it has no trainer_spec after its 4096 pieces: "
+                     "the file is truncated"), std::string::npos) << msg;
+}
+
 TEST(Tokenizer, UnigramModelIsRefused) {
   SyntheticOptions o;
   o.model_type = 1;
