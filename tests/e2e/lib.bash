@@ -44,3 +44,6 @@ print(f"h5diff: {compared} objects compared, {len(bad)} differ beyond wall time"
 sys.exit(1 if bad or compared == 0 else 0)
 PY
 }
+
+# same_layers: the older name of same_checkpoint.
+same_layers() { same_checkpoint "$@"; }
