@@ -4,6 +4,9 @@
 
 #include <fmt/ranges.h>
 
+#include <cstdint>
+#include <cstring>
+
 namespace glvq {
 
 at::ScalarType scalar_type_of(DType t) {
@@ -50,9 +53,17 @@ at::Tensor to_float_tensor(const TensorView& v, const at::Device& device) {
   GLVQ_CHECK(v.dtype == DType::F32 || v.dtype == DType::F16 || v.dtype == DType::BF16,
              "{}: tensor {} has dtype {}; glvq reads F32, F16 and BF16 weights", v.file, v.name,
              dtype_name(v.dtype));
-  // from_blob does not own the mapping; the copy below detaches from it.
-  at::Tensor src = at::from_blob(const_cast<void*>(v.data), v.shape,
-                                 at::TensorOptions().dtype(scalar_type_of(v.dtype)));
+  const auto opts = at::TensorOptions().dtype(scalar_type_of(v.dtype));
+  at::Tensor src;
+  if (reinterpret_cast<uintptr_t>(v.data) % dtype_size(v.dtype) != 0) {
+    // The format does not align tensor data (an F32 tensor after an odd number of BF16
+    // values is legal), and LibTorch's kernels may assume element-aligned pointers.
+    src = at::empty(v.shape, opts);
+    std::memcpy(src.data_ptr(), v.data, v.nbytes);
+  } else {
+    // from_blob does not own the mapping; the copy below detaches from it.
+    src = at::from_blob(const_cast<void*>(v.data), v.shape, opts);
+  }
   at::Tensor out = src.to(device, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
   GLVQ_CHECK(at::isfinite(out).all().item<bool>(),
              "{}: tensor {} contains NaN or Inf values; the checkpoint is corrupt or was saved "
