@@ -31,6 +31,8 @@ struct JobContext {
   /// calibrate -> learn: this rank's first block's inputs, one tensor per micro-batch.
   std::vector<at::Tensor> boundary_inputs;
   nlohmann::json inputs_provenance;  ///< what boundary_inputs depend on (jobs/provenance.h)
+  /// Rank 0: texts tokenized by check_texts (plan stage), taken by broadcast_tokens.
+  std::map<std::string, std::vector<int32_t>> tokens;
 
   /// Facts for report.json: each rank fills its own, rank 0 merges.
   nlohmann::json rank_report = nlohmann::json::object();

@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "eval/corpus.h"
 #include "jobs/interrupts.h"
 #include "nn/gpu_memory.h"
 #include "text/tokenizer.h"
@@ -13,8 +14,14 @@ std::vector<int32_t> broadcast_tokens(JobContext& ctx, const std::string& path) 
   std::string err;
   if (ctx.first_rank()) {
     try {
-      Tokenizer tok(ctx.cfg.model.path + "/tokenizer.model");
-      ids = tokenize_corpus(tok, read_text_file(path));
+      auto kept = ctx.tokens.find(path);
+      if (kept != ctx.tokens.end()) {
+        ids = std::move(kept->second);
+        ctx.tokens.erase(kept);
+      } else {
+        Tokenizer tok(ctx.cfg.model.path + "/tokenizer.model");
+        ids = tokenize_corpus(tok, read_text_file(path));
+      }
     } catch (const Error& e) {
       err = e.what();
     }
@@ -27,6 +34,16 @@ std::vector<int32_t> broadcast_tokens(JobContext& ctx, const std::string& path) 
     GLVQ_CHECK(id >= 0 && id < ctx.model.vocab, "{}: token id {} is outside the model's vocabulary ({}): the "
                "tokenizer does not belong to this model", path, id, ctx.model.vocab);
   return ids;
+}
+
+void check_texts(JobContext& ctx) {
+  const Config& c = ctx.cfg;
+  Tokenizer tok(c.model.path + "/tokenizer.model");
+  const auto& eval = ctx.tokens[c.data.eval] = tokenize_corpus(tok, read_text_file(c.data.eval));
+  make_eval_chunks(eval, c.eval.ctx, 1, c.data.eval);
+  if (c.quant.method == "none" || ctx.tokens.count(c.data.calib)) return;
+  const auto& calib = ctx.tokens[c.data.calib] = tokenize_corpus(tok, read_text_file(c.data.calib));
+  make_calib_samples(calib, c.calib.ctx, c.calib.samples, c.calib.seed, c.data.calib);
 }
 
 at::Tensor embed_tokens(JobContext& ctx, const HeadWeights& head, const at::Tensor& tokens) {

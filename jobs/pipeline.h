@@ -16,8 +16,14 @@ void run_pipeline(JobContext& ctx, const at::Tensor& tokens, int mb, const std::
                   const std::function<at::Tensor(int64_t, const at::Tensor&)>& step,
                   const std::function<void(int64_t, const at::Tensor&, const at::Tensor&)>& last);
 
-/// Rank 0 reads and tokenizes PATH (eval protocol); every rank gets the ids.
+/// Rank 0 reads and tokenizes PATH (eval protocol), or takes the ids check_texts
+/// kept; every rank gets the ids.
 std::vector<int32_t> broadcast_tokens(JobContext& ctx, const std::string& path);
+
+/// Rank 0, before any work: data.eval (and data.calib when quantizing) exist, are not
+/// empty and hold enough tokens for eval.ctx and calib.samples x calib.ctx, so that a
+/// bad text fails the job in seconds instead of after the learning. Keeps the ids.
+void check_texts(JobContext& ctx);
 
 /// Embeds tokens [b, T] with the first rank's embedding.
 at::Tensor embed_tokens(JobContext& ctx, const HeadWeights& head, const at::Tensor& tokens);

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "jobs/pipeline.h"
 #include "jobs/stage.h"
 
 namespace glvq {
@@ -30,6 +31,7 @@ class PlanStage : public Stage {
         // A tied model may omit lm_head.weight; load_head falls back to the embedding then.
         GLVQ_CHECK(missing.empty(), "{}: {} tensor(s) the model needs are missing, first: {}", ctx.files->dir(),
                    missing.size(), missing.front());
+        check_texts(ctx);
         Plan p = make_plan(ctx.model, ctx.comm->size());
         text = p.to_json().dump(2);
         write_file_atomic(ctx.cfg.output_dir + "/plan.json", text + "\n");

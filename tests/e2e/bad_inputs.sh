@@ -113,6 +113,10 @@ next_out; refused 1 "$TMP/short.txt: [0-9]+ tokens are fewer than one chunk of e
 next_out; refused 1 "$TMP/short.txt: .*fewer than calib.samples" $WORKER "${q[@]}" --set data.calib=$TMP/short.txt \
   --set output_dir=$od
 next_out; refused 1 "$TMP/absent.txt" $WORKER "${q[@]}" --set data.calib=$TMP/absent.txt --set output_dir=$od
+# The texts are checked by the plan stage, before any statistics or block is computed.
+for i in $(seq $((n - 3)) $n); do
+  [[ ! -e $TMP/out$i/stats && ! -e $TMP/out$i/blocks ]] || fail "out$i: work started before the texts were checked"
+done
 
 # ---- HDF5 files: truncated or foreign checkpoints for the tools, and for --resume
 good=$TMP/good
@@ -133,7 +137,11 @@ cp $TMP/foreign.h5 $r/blocks/block-1.h5
 head -c 3000 $good/stats/block-3.h5 >$r/stats/block-3.h5; rm $r/blocks/block-3.h5
 cp $TMP/foreign.h5 $r/model.glvq.h5
 $WORKER "${q[@]}" --set output_dir=$r --resume >$TMP/resume.log 2>&1 || { tail $TMP/resume.log; fail "resume failed"; }
-grep -qE "block 1.*again" $r/logs/rank-0.log || fail "the foreign block-1.h5 was not redone"
-grep -q "block 2 reused" $r/logs/rank-0.log || fail "block 2 was not reused"
+log=$r/logs/rank-0.log
+grep -qE "WARN .*inputs-block-0.h5: unreadable" $log || fail "the truncated inputs-block-0.h5 was not noticed"
+grep -qE "WARN .*block-1.h5 is an HDF5 file but not a glvq block file.*learning block 1 again" $log ||
+  fail "the foreign block-1.h5 was not redone"
+grep -qE "WARN .*stats/block-3.h5: unreadable" $log || fail "the truncated stats/block-3.h5 was not noticed"
+for b in 0 2 4 5; do grep -q "block $b reused" $log || fail "block $b was not reused"; done
 same_layers $good/model.glvq.h5 $r/model.glvq.h5 || fail "the resumed checkpoint differs from the undamaged run's"
 echo "ok: --resume redid the damaged and foreign files; same checkpoint"
