@@ -2,7 +2,7 @@
 # The test suite: GoogleTest units (ctest) and end-to-end runs (tests/e2e/*.sh)
 # of the built binaries. Expects scripts/setup.sh to have run.
 # GLVQ_BUILD_DIR selects the build (default build). GLVQ_SANITIZE_TESTS=1 adds
-# scripts/test_sanitized.sh, GLVQ_FUZZ_TESTS=1 adds scripts/fuzz.sh (CI sets both).
+# scripts/test_sanitized.sh, GLVQ_FUZZ_TESTS=1 adds scripts/fuzz.sh (.ci/run runs both after the suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${GLVQ_BUILD_DIR:-build}
@@ -23,7 +23,7 @@ for t in tests/e2e/*.sh; do  # lib.bash is sourced by them, not run
     failed=$((failed + 1)); echo "=== FAIL $t ($(( $(date +%s) - t0 ))s)"
   fi
 done
-# CI (.ci/run) also runs the unit tests under ASan + UBSan and a short fuzzing run.
+# Opt-in: the unit tests under ASan + UBSan and a short fuzzing run (.ci/run runs them itself).
 for extra in "${GLVQ_SANITIZE_TESTS:-0}:scripts/test_sanitized.sh" "${GLVQ_FUZZ_TESTS:-0}:scripts/fuzz.sh"; do
   [[ ${extra%%:*} == 1 ]] || continue
   t=${extra#*:}

@@ -203,7 +203,7 @@ LlamaConfig load_llama_config(const std::string& dir) {
   json j;
   try {
     j = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for an overflowing number (found by fuzzing)
     GLVQ_FAIL("{}: not valid JSON ({})", path, e.what());
   }
   return parse_llama_config(j, path);

@@ -31,7 +31,7 @@ json read_json(const std::string& path) {
   ss << in.rdbuf();
   try {
     return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for an overflowing number (found by fuzzing)
     GLVQ_FAIL("{}: not valid JSON ({}): the file is corrupt; re-download it", path, e.what());
   }
 }

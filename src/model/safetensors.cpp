@@ -209,7 +209,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::parse(const void* bytes, size_
   json header;
   try {
     header = json::parse(base + 8, base + 8 + n);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for an overflowing number (found by fuzzing)
     GLVQ_FAIL("{}: the {}-byte header is not valid JSON ({}): the file is corrupt or not a "
               "safetensors file",
               path, n, e.what());

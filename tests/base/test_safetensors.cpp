@@ -363,3 +363,19 @@ TEST(Safetensors, OverlappingTensors) {
 
 }  // namespace
 }  // namespace glvq
+
+namespace glvq {
+namespace {
+// Found by fuzzing (tests/fuzz/fuzz_safetensors): a header number too large for
+// a 64-bit integer made nlohmann::json throw out_of_range, which escaped as a crash.
+TEST(SafetensorsFuzzRegressions, NumberOverflowInHeaderIsAnError) {
+  std::string header = R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,314e496]}})";
+  std::string file(8, '\0');
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  file += header;
+  test::expect_error([&] { SafetensorsFile::parse(file.data(), file.size(), "overflow.safetensors"); },
+                     {"overflow.safetensors", "header"});
+}
+}  // namespace
+}  // namespace glvq
