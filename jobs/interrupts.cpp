@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace glvq {
@@ -42,12 +43,12 @@ Fault parse_fault(const char* text) {
 }
 
 const Fault* configured_fault() {
-  static const Fault* f = []() -> const Fault* {
+  static const std::optional<Fault> f = []() -> std::optional<Fault> {
     const char* env = std::getenv("GLVQ_FAULT");
-    if (!env || !*env) return nullptr;
-    return new Fault(parse_fault(env));
+    if (!env || !*env) return std::nullopt;
+    return parse_fault(env);
   }();
-  return f;
+  return f ? &*f : nullptr;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // glvq-export: a glvq checkpoint as a dequantized Hugging Face model directory.
 #include "ckpt/export.h"
 #include "common/error.h"
+#include "tool_run.h"
 
 #include <CLI/CLI.hpp>
 
@@ -29,19 +30,13 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : glvq::kExitUsage;
   }
-  try {
+  return glvq::run_tool("glvq-export", file, [&]() {
     opt.max_shard_bytes = static_cast<uint64_t>(max_shard_gb * 1e9);
     const glvq::ExportResult r = glvq::export_checkpoint(file, dir, opt);
     for (const std::string& w : r.warnings) std::fprintf(stderr, "glvq-export: warning: %s\n", w.c_str());
     std::printf("glvq-export: wrote %s (linears dequantized to %s):", dir.c_str(), r.dtype.c_str());
     for (const std::string& f : r.files) std::printf(" %s", f.c_str());
     std::printf("\n");
-  } catch (const glvq::Error& e) {
-    std::fprintf(stderr, "glvq-export: error: %s\n", e.message().c_str());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "glvq-export: error: %s: %s\n", file.c_str(), e.what());
-    return glvq::kExitError;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -1,6 +1,7 @@
 // glvq-inspect: per-layer summary of a glvq checkpoint (model.glvq.h5) or block file.
 #include "ckpt/inspect.h"
 #include "common/error.h"
+#include "tool_run.h"
 
 #include <CLI/CLI.hpp>
 
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : glvq::kExitUsage;
   }
-  try {
+  return glvq::run_tool("glvq-inspect", file, [&]() {
     glvq::InspectOptions opt;
     opt.conditioning = !no_cond;
     const nlohmann::json s = glvq::inspect_file(file, opt);
@@ -35,12 +36,6 @@ int main(int argc, char** argv) {
     } else {
       std::cout << glvq::inspect_text(s);
     }
-  } catch (const glvq::Error& e) {
-    std::fprintf(stderr, "glvq-inspect: error: %s\n", e.message().c_str());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "glvq-inspect: error: %s: %s\n", file.c_str(), e.what());
-    return glvq::kExitError;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -2,6 +2,7 @@
 // (Llama-2-70B's shape by default) for measuring time and memory at real shapes.
 #include "common/error.h"
 #include "model/synth_model.h"
+#include "tool_run.h"
 
 #include <CLI/CLI.hpp>
 
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   auto secs = [&]() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   int last_pct = -1;
-  try {
+  return glvq::run_tool("glvq-synth", out, [&]() {
     opt.shape = glvq::synth_preset(preset, blocks);
     using Override = std::pair<int, int*>;
     for (const Override& o : {Override{hidden, &opt.shape.hidden}, Override{intermediate, &opt.shape.intermediate},
@@ -71,14 +72,8 @@ int main(int argc, char** argv) {
                      s, done ? s * (total - done) / done : 0.0);
       }
     });
-  } catch (const glvq::Error& e) {
-    std::fprintf(stderr, "glvq-synth: error: %s\n", e.message().c_str());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "glvq-synth: error: %s: %s\n", out.c_str(), e.what());
-    return glvq::kExitError;
-  }
-  std::printf("glvq-synth: wrote %s (blocks %d, hidden %d) in %.1f s\n", out.c_str(), opt.shape.blocks,
-              opt.shape.hidden, secs());
-  return 0;
+    std::printf("glvq-synth: wrote %s (blocks %d, hidden %d) in %.1f s\n", out.c_str(), opt.shape.blocks,
+                opt.shape.hidden, secs());
+    return 0;
+  });
 }

@@ -41,8 +41,7 @@ std::vector<std::string> block_tensor_names(int layer) {
   return names;
 }
 
-namespace {
-std::vector<int64_t> linear_shape(const LlamaConfig& c, Linear l) {
+std::vector<int64_t> linear_weight_shape(const LlamaConfig& c, Linear l) {
   const int64_t h = c.hidden, q = int64_t(c.n_heads) * c.head_dim, kv = int64_t(c.n_kv_heads) * c.head_dim;
   switch (l) {
     case Linear::Q: return {q, h};
@@ -54,6 +53,7 @@ std::vector<int64_t> linear_shape(const LlamaConfig& c, Linear l) {
   return {};
 }
 
+namespace {
 at::Tensor load_checked(ModelFiles& files, const std::string& name, std::vector<int64_t> shape,
                         const at::Device& device) {
   const TensorView& v = files.get(name);
@@ -61,8 +61,6 @@ at::Tensor load_checked(ModelFiles& files, const std::string& name, std::vector<
   return to_float_tensor(v, device);
 }
 }  // namespace
-
-std::vector<int64_t> linear_weight_shape(const LlamaConfig& cfg, Linear l) { return linear_shape(cfg, l); }
 
 BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, const at::Device& device,
                         bool linears) {
@@ -73,7 +71,7 @@ BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, co
   b.input_norm = load_checked(files, names[0], {cfg.hidden}, device);
   b.post_norm = load_checked(files, names[1], {cfg.hidden}, device);
   for (int i = 0; i < kNumLinears && linears; ++i)
-    b.w[i] = load_checked(files, names[2 + i], linear_shape(cfg, static_cast<Linear>(i)), device);
+    b.w[i] = load_checked(files, names[2 + i], linear_weight_shape(cfg, static_cast<Linear>(i)), device);
   return b;
 }
 
