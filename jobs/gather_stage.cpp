@@ -3,26 +3,17 @@
 #include "ckpt/block_file.h"
 #include "ckpt/checkpoint.h"
 #include "common/error.h"
+#include "common/fs_util.h"
 #include "common/log.h"
 #include "jobs/interrupts.h"
 #include "jobs/stage.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 namespace glvq {
 namespace {
-
-std::vector<std::string> unquantized_names(const LlamaConfig& c, const ModelFiles& files) {
-  std::vector<std::string> names = {"model.embed_tokens.weight"};
-  for (int l = 0; l < c.n_layers; ++l) {
-    names.push_back(fmt::format("model.layers.{}.input_layernorm.weight", l));
-    names.push_back(fmt::format("model.layers.{}.post_attention_layernorm.weight", l));
-  }
-  names.push_back("model.norm.weight");
-  if (files.has("lm_head.weight")) names.push_back("lm_head.weight");
-  return names;
-}
 
 class GatherStage : public Stage {
  public:
@@ -52,7 +43,7 @@ class GatherStage : public Stage {
       stage_boundary("gather", ctx.comm->rank(), b + 1);  // the checkpoint is still a temporary file
     }
     int64_t unquantized = 0, unquantized_bits = 0;
-    for (const auto& name : unquantized_names(ctx.model, *ctx.files)) {
+    for (const auto& name : unquantized_tensor_names(ctx.model, *ctx.files)) {
       const TensorView& v = ctx.files->get(name);
       writer.add_tensor(v);
       unquantized += v.numel();
@@ -65,6 +56,13 @@ class GatherStage : public Stage {
     info.git_commit = GLVQ_GIT_COMMIT;
     info.provenance = {{"block_quant_config_hash", provenance}};
     writer.finish(info);
+    // An earlier run's report describes the checkpoint just replaced; if this run stops before
+    // validate writes its own, the directory must not pair the new checkpoint with the old report.
+    const std::string report = ctx.cfg.output_dir + "/report.json";
+    if (file_exists(report)) {
+      std::remove(report.c_str());
+      log_info("gather: removed the earlier run's {} (it described the replaced checkpoint)", report);
+    }
     GLVQ_CHECK(bits.weights > 0, "no quantized layers were produced");
     ctx.report["bits_per_weight"] = bits.total();
     ctx.report["code_bits_per_weight"] = bits.codes;

@@ -4,7 +4,10 @@
 #include "common/log.h"
 #include "common/preempt.h"
 
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -14,7 +17,7 @@ namespace glvq {
 namespace {
 
 struct Fault {
-  std::string stage, action;
+  std::string stage, action, path;
   int rank = -1, at = -1;
 };
 
@@ -34,11 +37,14 @@ Fault parse_fault(const char* text) {
     f.action = kv.at("action");
     f.rank = std::stoi(kv.at("rank"));
     f.at = std::stoi(kv.at("at"));
+    if (kv.count("path")) f.path = kv.at("path");
   } catch (const std::exception&) {
     GLVQ_USAGE_CHECK(false, "GLVQ_FAULT=\"{}\" needs stage=, rank=, at= and action= (test-only hook)", text);
   }
-  GLVQ_USAGE_CHECK(f.action == "kill" || f.action == "term" || f.action == "usr1" || f.action == "throw",
-                   "GLVQ_FAULT: action \"{}\" is not kill, term, usr1 or throw", f.action);
+  GLVQ_USAGE_CHECK(f.action == "kill" || f.action == "term" || f.action == "usr1" || f.action == "throw" ||
+                       f.action == "fill",
+                   "GLVQ_FAULT: action \"{}\" is not kill, term, usr1, throw or fill", f.action);
+  GLVQ_USAGE_CHECK(f.action != "fill" || !f.path.empty(), "GLVQ_FAULT: action=fill needs path=FILE");
   return f;
 }
 
@@ -51,6 +57,18 @@ const Fault* configured_fault() {
   return f ? &*f : nullptr;
 }
 
+// Grows PATH until its file system refuses (ENOSPC): the disk fills up under a
+// running job at a chosen point, as when another job on a shared volume does.
+void fill_file_system(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  GLVQ_CHECK(f != nullptr, "GLVQ_FAULT: cannot create {}: {}", path, std::strerror(errno));
+  static const std::string chunk(1 << 16, '\0');
+  size_t written = 0;
+  while (std::fwrite(chunk.data(), 1, chunk.size(), f) == chunk.size()) written += chunk.size();
+  std::fclose(f);  // flushes what fit; the remaining tail of the file system is full too
+  log_warn("GLVQ_FAULT: {} filled its file system ({} MB)", path, written >> 20);
+}
+
 }  // namespace
 
 void stage_boundary(const std::string& stage, int rank, int count) {
@@ -59,6 +77,7 @@ void stage_boundary(const std::string& stage, int rank, int count) {
     if (f->action == "kill") std::raise(SIGKILL);
     if (f->action == "term") std::raise(SIGTERM);
     if (f->action == "usr1") std::raise(SIGUSR1);
+    if (f->action == "fill") fill_file_system(f->path);
     if (f->action == "throw") GLVQ_FAIL("GLVQ_FAULT: injected failure in {} on rank {}", stage, rank);
   }
   if (const int sig = preemption_signal()) {

@@ -81,6 +81,7 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
     layers[name] = std::move(ql);
   }
   write_block_file(path, b, layers, prov);
+  if (!ctx.cfg.calib.keep_stats) std::remove(spath.c_str());  // the block file now stands for them
   return layers;
 }
 

@@ -1,8 +1,10 @@
 // plan: rank 0 assigns block ranges, checks that every tensor they need
-// exists, and broadcasts the plan; it is kept in <output_dir>/plan.json.
+// exists and that output_dir has room for what the job writes, and broadcasts
+// the plan; it is kept in <output_dir>/plan.json.
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "jobs/disk_budget.h"
 #include "jobs/pipeline.h"
 #include "jobs/stage.h"
 
@@ -33,6 +35,9 @@ class PlanStage : public Stage {
                    missing.size(), missing.front());
         check_texts(ctx);
         Plan p = make_plan(ctx.model, ctx.comm->size());
+        const DiskBudget disk = estimate_disk_budget(ctx, p);
+        check_disk_space(ctx, disk);
+        ctx.report["disk_estimate_bytes"] = disk.to_json();
         text = p.to_json().dump(2);
         write_file_atomic(ctx.cfg.output_dir + "/plan.json", text + "\n");
         for (const auto& s : p.shards)
@@ -42,7 +47,7 @@ class PlanStage : public Stage {
       } catch (const UsageError& e) {
         err = "U" + e.message();
       } catch (const Error& e) {
-        err = "E" + std::string(e.what());
+        err = "E" + e.message();
       }
     }
     ctx.comm->bcast_string(err);

@@ -28,7 +28,7 @@ void setup(JobContext& ctx, const WorkerArgs& args) {
   if (args.stage != "all") make_stage(args.stage);  // an unknown stage fails before any work
   ctx.cfg = load_config(args.config_file, args.overrides);
   ctx.resume = args.resume;
-  ensure_dir(ctx.cfg.output_dir);
+  require_writable_dir(ctx.cfg.output_dir, "output_dir");
   log_init(ctx.cfg.output_dir, ctx.comm->rank(), ctx.comm->size());
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = ctx.cfg.threads > 0 ? ctx.cfg.threads : std::max(1, hw / ctx.comm->local_size());

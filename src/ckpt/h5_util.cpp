@@ -153,13 +153,33 @@ H5Handle file_access(bool for_write, const std::string& path) {
 
 // ---------------------------------------------------------------- errors, handles
 
-void h5_quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void h5_quiet() {
+  // No HDF5 atexit clean-up: after a write failed (disk full) HDF5 cannot close
+  // that file, and its exit-time close of it crashed (segfault, exit 139 instead
+  // of the error's code). Every file we keep is closed and flushed explicitly;
+  // the OS releases a broken one. Must precede the library's initialisation.
+  static const bool no_atexit = (H5dont_atexit(), true);
+  (void)no_atexit;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 std::string h5_error_text() {
   std::string msg;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, deepest_error, &msg);
   H5Eclear2(H5E_DEFAULT);
-  return msg.empty() ? "no HDF5 detail" : msg;
+  if (msg.empty()) return "no HDF5 detail";
+  // A failed system call is described in one long line (time, fd, buffer address...);
+  // what the user needs is the OS error, e.g. "No space left on device".
+  const std::string key = "error message = '";
+  const size_t at = msg.find(key);
+  if (msg.rfind("file write failed", 0) == 0 || msg.rfind("file read failed", 0) == 0) {
+    if (at != std::string::npos) {
+      const size_t end = msg.find('\'', at + key.size());
+      if (end != std::string::npos)
+        return msg.substr(0, msg.find(':')) + ": " + msg.substr(at + key.size(), end - at - key.size());
+    }
+  }
+  return msg;
 }
 
 H5Handle& H5Handle::operator=(H5Handle&& o) noexcept {

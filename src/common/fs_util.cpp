@@ -1,7 +1,9 @@
 #include "common/fs_util.h"
 
 #include <fcntl.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -116,6 +118,39 @@ void ensure_dir(const std::string& dir) {
   struct stat st;
   GLVQ_CHECK(::stat(dir.c_str(), &st) == 0, "cannot create directory {}: {}", dir, std::strerror(errno));
   GLVQ_CHECK(S_ISDIR(st.st_mode), "cannot create directory {}: a file of that name exists", dir);
+}
+
+void require_writable_dir(const std::string& dir, const std::string& what) {
+  try {
+    ensure_dir(dir);
+  } catch (const Error& e) {
+    GLVQ_FAIL("{} {} cannot be used: {}; point {} at a writable directory", what, dir, e.message(), what);
+  }
+  const std::string probe = fmt::format("{}/.glvq-write-probe-{}", dir, ::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  GLVQ_CHECK(fd >= 0, "{} {} is not writable: {}; point {} at a writable directory (earlier results there are "
+             "left as they are)", what, dir, std::strerror(errno), what);
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+uint64_t free_bytes(const std::string& dir) {
+  struct statvfs st;
+  GLVQ_CHECK(::statvfs(dir.c_str(), &st) == 0, "cannot query free space of {}: {}", dir, std::strerror(errno));
+  return uint64_t(st.f_bavail) * uint64_t(st.f_frsize);
+}
+
+uint64_t file_bytes_in(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  uint64_t total = 0;
+  while (const dirent* e = ::readdir(d)) {
+    struct stat st;
+    const std::string path = dir + "/" + e->d_name;
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += uint64_t(st.st_size);
+  }
+  ::closedir(d);
+  return total;
 }
 
 bool file_exists(const std::string& path) {

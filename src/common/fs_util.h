@@ -1,5 +1,6 @@
 #pragma once
 /// Durable file writes: never leave a half-written output that looks valid.
+#include <cstdint>
 #include <string>
 
 namespace glvq {
@@ -12,6 +13,14 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 void fsync_and_rename(const std::string& tmp_path, const std::string& final_path);
 /// mkdir -p; throws naming the directory when it cannot be created.
 void ensure_dir(const std::string& dir);
+/// mkdir -p, then creates and removes a probe file in DIR: a read-only or
+/// otherwise unwritable DIR fails here, before any work, naming WHAT (e.g. the
+/// config key) and DIR, and nothing in DIR is changed.
+void require_writable_dir(const std::string& dir, const std::string& what);
+/// Bytes an unprivileged writer can still use on DIR's file system (statvfs).
+uint64_t free_bytes(const std::string& dir);
+/// Total size of the regular files directly in DIR (0 when DIR does not exist).
+uint64_t file_bytes_in(const std::string& dir);
 bool file_exists(const std::string& path);
 /// Whole file as bytes; throws naming the file.
 std::string read_file(const std::string& path);

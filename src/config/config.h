@@ -25,6 +25,9 @@ struct CalibConfig {
   uint64_t seed = 0;         ///< selects the sequences deterministically
   int micro_batch = 4;       ///< sequences per pipeline message, 1..1024
   std::string propagate = "quantized";  ///< fp | quantized
+  /// Keep stats/block-<k>.h5 once block k's file is written. Off by default: a finished
+  /// block never reads them again, and at Llama-2-70B shapes they are 4.1 GB per block.
+  bool keep_stats = false;
 };
 
 struct EvalConfig {

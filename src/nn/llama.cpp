@@ -41,6 +41,17 @@ std::vector<std::string> block_tensor_names(int layer) {
   return names;
 }
 
+std::vector<std::string> unquantized_tensor_names(const LlamaConfig& c, const ModelFiles& files) {
+  std::vector<std::string> names = {"model.embed_tokens.weight"};
+  for (int l = 0; l < c.n_layers; ++l) {
+    names.push_back(fmt::format("model.layers.{}.input_layernorm.weight", l));
+    names.push_back(fmt::format("model.layers.{}.post_attention_layernorm.weight", l));
+  }
+  names.push_back("model.norm.weight");
+  if (files.has("lm_head.weight")) names.push_back("lm_head.weight");
+  return names;
+}
+
 std::vector<int64_t> linear_weight_shape(const LlamaConfig& c, Linear l) {
   const int64_t h = c.hidden, q = int64_t(c.n_heads) * c.head_dim, kv = int64_t(c.n_kv_heads) * c.head_dim;
   switch (l) {

@@ -41,6 +41,9 @@ BlockWeights load_block(ModelFiles& files, const LlamaConfig& cfg, int layer, co
 std::vector<int64_t> linear_weight_shape(const LlamaConfig& cfg, Linear l);
 /// Names of every tensor block LAYER needs.
 std::vector<std::string> block_tensor_names(int layer);
+/// Tensors a checkpoint stores as they are: embedding, every norm, lm_head when
+/// the model has one (a tied model may omit it).
+std::vector<std::string> unquantized_tensor_names(const LlamaConfig& cfg, const ModelFiles& files);
 
 /// Rotary tables: cos/sin [max_len, head_dim] (HF "rotate_half" layout).
 struct Rope {

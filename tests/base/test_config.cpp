@@ -525,7 +525,8 @@ TEST(ConfigOverrides, CrossKeyRulesSeeOverrides) {
 const char* const kFull[] = {
     "model: {path: models/m}",
     "data: {calib: data/c.txt, eval: data/e.txt}",
-    "calib: {ctx: 512, samples: 7, seed: 18446744073709551615, micro_batch: 2, propagate: fp}",
+    "calib: {ctx: 512, samples: 7, seed: 18446744073709551615, micro_batch: 2, propagate: fp,",
+    "        keep_stats: true}",
     "eval: {ctx: 256, max_chunks: 3, micro_batch: 5}",
     "quant:",
     "  method: glvq",
@@ -552,11 +553,12 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 36u);
+  EXPECT_EQ(keys.size(), 37u);
   EXPECT_EQ(j["model"]["path"], "models/m");
   EXPECT_EQ(j["data"]["calib"], "data/c.txt");
   EXPECT_EQ(j["calib"]["seed"].get<uint64_t>(), UINT64_MAX);
   EXPECT_EQ(j["calib"]["propagate"], "fp");
+  EXPECT_EQ(j["calib"]["keep_stats"], true);
   EXPECT_EQ(j["eval"]["micro_batch"], 5);
   EXPECT_EQ(j["quant"]["bits"], 2.25);
   EXPECT_EQ(j["quant"]["glvq"]["rounding"], "nearest_plane");

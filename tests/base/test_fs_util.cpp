@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -134,6 +135,43 @@ TEST(FsUtil, EnsureDirIsMkdirP) {
   const std::string bad = tmp.path() + "/file/sub";
   const std::string msg = error_message([&] { ensure_dir(bad); });
   EXPECT_NE(msg.find(bad), std::string::npos) << msg;
+}
+
+TEST(FsUtil, RequireWritableDirCreatesAndLeavesNoProbe) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/out/run";
+  require_writable_dir(dir, "output_dir");
+  EXPECT_TRUE(list_dir(dir).empty());  // the probe file is gone
+  write_file_atomic(dir + "/report.json", "old");
+  require_writable_dir(dir, "output_dir");
+  EXPECT_EQ(list_dir(dir), std::vector<std::string>{"report.json"});
+  EXPECT_EQ(read_file(dir + "/report.json"), "old");
+
+  write_file_atomic(tmp.path() + "/file", "x");
+  const std::string msg = error_message([&] { require_writable_dir(tmp.path() + "/file", "output_dir"); });
+  EXPECT_NE(msg.find("output_dir " + tmp.path() + "/file cannot be used"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("point output_dir at a writable directory"), std::string::npos) << msg;
+}
+
+TEST(FsUtil, FileBytesInSumsRegularFilesOnly) {
+  TempDir tmp;
+  EXPECT_EQ(file_bytes_in(tmp.path() + "/absent"), 0u);
+  write_file_atomic(tmp.path() + "/a", std::string(1000, 'a'));
+  write_file_atomic(tmp.path() + "/b", std::string(234, 'b'));
+  ensure_dir(tmp.path() + "/sub");
+  write_file_atomic(tmp.path() + "/sub/c", std::string(5000, 'c'));  // not directly in the directory
+  EXPECT_EQ(file_bytes_in(tmp.path()), 1234u);
+}
+
+TEST(FsUtil, FreeBytesIsPositiveAndBoundedByTheFileSystem) {
+  TempDir tmp;
+  struct statvfs st;
+  ASSERT_EQ(::statvfs(tmp.path().c_str(), &st), 0);
+  const uint64_t free = free_bytes(tmp.path());
+  EXPECT_GT(free, 0u);
+  EXPECT_LE(free, uint64_t(st.f_blocks) * st.f_frsize);
+  const std::string msg = error_message([&] { free_bytes(tmp.path() + "/absent"); });
+  EXPECT_NE(msg.find(tmp.path() + "/absent"), std::string::npos) << msg;
 }
 
 TEST(FsUtil, ReadFileMissingNamesPath) {

@@ -11,7 +11,7 @@ M=$PWD/models/tiny-llama
 # Quick settings: a short text, 2 calibration sequences and 1 eval chunk of 64 tokens.
 head -c 40000 data/calib.txt >$TMP/calib.txt
 head -c 20000 data/eval.txt >$TMP/eval.txt
-q=(--config configs/tiny-llama.yaml --set quant.method=rtn --set calib.ctx=64 --set calib.samples=2
+q=(--config configs/tiny-llama.yaml --set quant.method=rtn --set calib.ctx=64 --set calib.samples=2 --set calib.keep_stats=true
    --set eval.ctx=64 --set eval.max_chunks=1 --set data.calib=$TMP/calib.txt --set data.eval=$TMP/eval.txt)
 
 # fixture NAME: a model directory of symlinks to tiny-llama's files.

@@ -5,7 +5,7 @@
 # datasets, and a changed setting is refused with the key named.
 source "$(dirname "$0")/lib.bash"
 small=(--config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4
-       --set calib.propagate=fp --set eval.max_chunks=2)
+       --set calib.propagate=fp --set eval.max_chunks=2 --set calib.keep_stats=true)
 
 $WORKER "${small[@]}" --set output_dir=$TMP/np1
 "${MPIRUN[@]}" -np 3 $WORKER "${small[@]}" --set output_dir=$TMP/np3
@@ -16,6 +16,11 @@ for b in 0 1 2 3 4 5; do
   done || fail "H of block $b differs between 1 and 3 ranks"
 done
 echo "statistics of 1 and 3 ranks agree for all 6 blocks"
+# By default a block's statistics are deleted once its block file is durable.
+$WORKER "${small[@]}" --set calib.keep_stats=false --set output_dir=$TMP/dropped >$TMP/dropped.log 2>&1 ||
+  { tail $TMP/dropped.log; fail "the run without keep_stats failed"; }
+[[ -z $(ls $TMP/dropped/stats | grep '^block-') ]] || fail "calib.keep_stats=false left $(ls $TMP/dropped/stats)"
+same_checkpoint $TMP/np1/model.glvq.h5 $TMP/dropped/model.glvq.h5 || fail "keep_stats changed the checkpoint"
 
 r=$TMP/np3/report.json
 [[ $(json $r 'j["bits_per_weight"]') == 4.25 ]] || fail "RTN w4 g128 must account 4.25 bits per weight"
