@@ -25,6 +25,7 @@ expect_exit() {
 # same_checkpoint A B: every dataset and attribute under /layers and /tensors of two
 # model.glvq.h5 files is equal; only the recorded wall time of layers ("seconds") may differ.
 same_checkpoint() {
+  command -v h5diff >/dev/null || fail "h5diff is missing: install hdf5-tools (scripts/setup.sh does)"
   local a=$1 b=$2 d=$TMP/h5diff.$RANDOM.txt
   { h5diff -r "$a" "$b" /layers /layers; h5diff -r "$a" "$b" /tensors /tensors; } >$d 2>&1 || true
   python3 - "$d" <<'PY'

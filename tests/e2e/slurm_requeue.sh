@@ -16,9 +16,9 @@ cat >$bin/srun <<'SH'
 # with FAKE_RC or waits for SIGUSR1 and exits 3 the way preempted ranks do.
 echo "$*" >>"$FAKE_LOG.srun"
 if [[ ${FAKE_WAIT_SIGNAL:-0} == 1 ]]; then
-  trap 'echo got-usr1 >>"$FAKE_LOG.srun"; exit 3' USR1
-  touch "$FAKE_LOG.ready"
-  for _ in $(seq 600); do sleep 0.1; done  # bounded; the trap ends it
+  trap 'echo got-usr1 >>"$FAKE_LOG.srun"; kill $! 2>/dev/null; exit 3' USR1
+  echo ready >"$FAKE_LOG.ready"  # a FIFO: the test blocks on it until this point (trap installed)
+  sleep 60 & wait $!             # the signal's trap ends the wait; 60 s bounds it
   exit 9
 fi
 exit "$FAKE_RC"
@@ -39,10 +39,10 @@ set +e; FAKE_RC=1 bash slurm/quantize_70b.sh >$TMP/o2 2>&1; rc=$?; set -e
 grep -q -- "--resume" $FAKE_LOG.srun || fail "a rerun into an output with plan.json must pass --resume"
 
 rm -f $FAKE_LOG.*
+mkfifo $FAKE_LOG.ready
 FAKE_WAIT_SIGNAL=1 bash slurm/quantize_70b.sh >$TMP/o3 2>&1 &
 script=$!
-for _ in $(seq 100); do [[ -e $FAKE_LOG.ready ]] && break; sleep 0.1; done  # bounded wait for the launcher
-[[ -e $FAKE_LOG.ready ]] || fail "the stand-in launcher did not start"
+timeout 60 cat $FAKE_LOG.ready >/dev/null || fail "the stand-in launcher did not start"  # no sleep: an event
 kill -USR1 $script
 set +e; wait $script; rc=$?; set -e
 grep -q got-usr1 $FAKE_LOG.srun || fail "SIGUSR1 to the batch shell was not forwarded to the launcher"
