@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Faults of a 2-rank job, injected at deterministic points by the test-only
 # hook GLVQ_FAULT (jobs/interrupts.h), never by timing: a rank killed (SIGKILL)
-# in calibrate, learn or gather ends the whole job with a non-zero exit within
-# the timeout and leaves no checkpoint or report that looks valid; SIGTERM and
+# in calibrate, learn, gather or validate ends the whole job with a non-zero
+# exit within the timeout and leaves no checkpoint or report that looks valid
+# (validate's checkpoint is complete; its report is not written); SIGTERM and
 # SIGUSR1 (Slurm preemption) end it with exit 3 keeping finished blocks; an
 # exception ends it with exit 1. After each, --resume completes to a
 # checkpoint whose datasets equal an uninterrupted run's.
+# GLVQ_FAULT_ARGS adds worker arguments to every run, e.g. on a 2-GPU machine
+# "--set device=cuda --set transport=nccl" (the GPU/NCCL path; docs/RELIABILITY.md).
 source "$(dirname "$0")/lib.bash"
 small=(--config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4
-       --set calib.micro_batch=1 --set eval.max_chunks=2 --set eval.micro_batch=1)
+       --set calib.micro_batch=1 --set eval.max_chunks=2 --set eval.micro_batch=1 ${GLVQ_FAULT_ARGS:-})
 run() {  # [FAULT=spec] run OUT [worker args...]: the job at np 2, bounded
   local out=$1; shift
   local x=(); [[ -n ${FAULT:-} ]] && x=(-x "GLVQ_FAULT=$FAULT")
@@ -25,6 +28,7 @@ cases=(
   "learn 1 2 term 3"
   "learn 0 1 usr1 3"
   "calibrate 1 3 throw 1"
+  "validate 1 1 kill nonzero"
 )
 for c in "${cases[@]}"; do
   read -r stage rank at action want <<<"$c"
@@ -34,7 +38,9 @@ for c in "${cases[@]}"; do
   [[ $rc != 124 ]] || fail "$name: the job hung until the timeout"
   if [[ $want == nonzero ]]; then [[ $rc != 0 ]] || fail "$name: exit 0 after a killed rank"
   else [[ $rc == "$want" ]] || { tail -20 $out.log; fail "$name: exit $rc, expected $want"; }; fi
-  [[ ! -e $out/model.glvq.h5 && ! -e $out/report.json ]] || fail "$name: a checkpoint or report was left"
+  # validate runs on a complete checkpoint; only the report must be missing then.
+  [[ ! -e $out/report.json && ( $stage == validate || ! -e $out/model.glvq.h5 ) ]] \
+    || fail "$name: a checkpoint or report was left"
   [[ $want != 3 ]] || grep -q "preempted by SIG.*--resume" $out.log || fail "$name: no preemption message"
   run $out --resume || { tail -20 $out.log; fail "$name: --resume failed"; }
   same_checkpoint $TMP/ref/model.glvq.h5 $out/model.glvq.h5 || fail "$name: resumed checkpoint differs"
