@@ -41,9 +41,9 @@ Fault parse_fault(const char* text) {
   } catch (const std::exception&) {
     GLVQ_USAGE_CHECK(false, "GLVQ_FAULT=\"{}\" needs stage=, rank=, at= and action= (test-only hook)", text);
   }
-  GLVQ_USAGE_CHECK(f.action == "kill" || f.action == "term" || f.action == "usr1" || f.action == "throw" ||
-                       f.action == "fill",
-                   "GLVQ_FAULT: action \"{}\" is not kill, term, usr1, throw or fill", f.action);
+  GLVQ_USAGE_CHECK(f.action == "kill" || f.action == "stop" || f.action == "term" || f.action == "usr1" ||
+                       f.action == "throw" || f.action == "fill",
+                   "GLVQ_FAULT: action \"{}\" is not kill, stop, term, usr1, throw or fill", f.action);
   GLVQ_USAGE_CHECK(f.action != "fill" || !f.path.empty(), "GLVQ_FAULT: action=fill needs path=FILE");
   return f;
 }
@@ -75,6 +75,7 @@ void stage_boundary(const std::string& stage, int rank, int count) {
   if (const Fault* f = configured_fault(); f && f->stage == stage && f->rank == rank && f->at == count) {
     log_warn("GLVQ_FAULT: injecting \"{}\" on rank {} at {} boundary {}", f->action, rank, stage, count);
     if (f->action == "kill") std::raise(SIGKILL);
+    if (f->action == "stop") std::raise(SIGSTOP);  // alive but stuck, as on a hung GPU or file system
     if (f->action == "term") std::raise(SIGTERM);
     if (f->action == "usr1") std::raise(SIGUSR1);
     if (f->action == "fill") fill_file_system(f->path);

@@ -7,7 +7,8 @@
 ///
 /// Test-only fault hook: GLVQ_FAULT="stage=<name>,rank=<r>,at=<n>,action=<a>"
 /// makes rank r, at the n-th boundary (from 1) of stage <name> (calibrate,
-/// learn, gather, validate), kill itself (action=kill: SIGKILL), send itself
+/// learn, gather, validate), kill itself (action=kill: SIGKILL), stop itself
+/// (stop: SIGSTOP, a rank alive but stuck), send itself
 /// SIGTERM or SIGUSR1 (term, usr1: the preemption path, deterministically),
 /// throw (throw), or fill the file system of path=FILE by growing FILE until
 /// ENOSPC and go on (fill: a disk that fills up mid-job). Unset in normal use;

@@ -4,6 +4,7 @@
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "common/preempt.h"
+#include "dist/transfer_watchdog.h"
 #include "jobs/stage.h"
 #include "nn/gpu_memory.h"
 
@@ -36,6 +37,7 @@ void setup(JobContext& ctx, const WorkerArgs& args) {
   ctx.device = pick_device(ctx.cfg, *ctx.comm);
   const std::string transport = ctx.comm->select_transport(ctx.cfg.transport, ctx.device);
   ctx.rank_report["transport"] = transport.substr(0, transport.find(' '));
+  set_transfer_timeout(ctx.cfg.comm_timeout_s);
   ctx.model = load_llama_config(ctx.cfg.model.path);
   ctx.files = std::make_unique<ModelFiles>(ctx.cfg.model.path);
   ctx.rope = make_rope(ctx.model, std::max(ctx.cfg.calib.ctx, ctx.cfg.eval.ctx), ctx.device);

@@ -79,6 +79,7 @@ struct Config {
   QuantConfig quant;
   std::string device = "auto";  ///< auto | cpu | cuda
   std::string transport = "auto";  ///< auto | mpi | nccl: how activations move between GPU ranks
+  int comm_timeout_s = 1800;     ///< longest wait for one pipeline transfer before the job ends; 0 = none
   std::string output_dir;       ///< required
   int threads = 0;              ///< intra-op threads per rank; 0 = cores / ranks on the node
   uint64_t seed = 0;            ///< seed for learning (incoherence signs, tie breaks)

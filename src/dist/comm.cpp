@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "dist/nccl_link.h"
+#include "dist/transfer_watchdog.h"
 
 #include <mpi.h>
 
@@ -137,6 +138,7 @@ void Comm::send_tensor(const at::Tensor& t, int dst, int tag) {
   for (int64_t d : h.sizes()) header.push_back(d);
   GLVQ_ASSERT(header.size() <= 9);
   double t0 = now_s();
+  TransferWatch watch(fmt::format("rank {} to take micro-batch {}", dst, tag));
   MPI_CHECK(MPI_Send(header.data(), static_cast<int>(header.size()), MPI_INT64_T, dst, tag, MPI_COMM_WORLD));
   const int64_t n = h.numel(), piece = int64_t(1) << 30;
   const float* p = h.data_ptr<float>();
@@ -156,6 +158,7 @@ void Comm::send_tensor(const at::Tensor& t, int dst, int tag) {
 
 at::Tensor Comm::recv_tensor(int src, int tag, const at::Device& device) {
   double t0 = now_s();
+  TransferWatch watch(fmt::format("micro-batch {} from rank {}", tag, src));
   std::vector<int64_t> header(9);
   MPI_Status st;
   MPI_CHECK(MPI_Recv(header.data(), 9, MPI_INT64_T, src, tag, MPI_COMM_WORLD, &st));

@@ -5,13 +5,16 @@
 # exit within the timeout and leaves no checkpoint or report that looks valid
 # (validate's checkpoint is complete; its report is not written); SIGTERM and
 # SIGUSR1 (Slurm preemption) end it with exit 3 keeping finished blocks; an
-# exception ends it with exit 1. After each, --resume completes to a
-# checkpoint whose datasets equal an uninterrupted run's.
+# exception ends it with exit 1; a rank stopped (SIGSTOP: alive but stuck)
+# makes its pipeline neighbour give up after comm_timeout_s with exit 4. After
+# each, --resume completes to a checkpoint whose datasets equal an
+# uninterrupted run's.
 # GLVQ_FAULT_ARGS adds worker arguments to every run, e.g. on a 2-GPU machine
 # "--set device=cuda --set transport=nccl" (the GPU/NCCL path; docs/RELIABILITY.md).
 source "$(dirname "$0")/lib.bash"
 small=(--config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4
-       --set calib.micro_batch=1 --set eval.max_chunks=2 --set eval.micro_batch=1 ${GLVQ_FAULT_ARGS:-})
+       --set calib.micro_batch=1 --set eval.max_chunks=2 --set eval.micro_batch=1 --set comm_timeout_s=5
+       ${GLVQ_FAULT_ARGS:-})
 run() {  # [FAULT=spec] run OUT [worker args...]: the job at np 2, bounded
   local out=$1; shift
   local x=(); [[ -n ${FAULT:-} ]] && x=(-x "GLVQ_FAULT=$FAULT")
@@ -29,6 +32,8 @@ cases=(
   "learn 0 1 usr1 3"
   "calibrate 1 3 throw 1"
   "validate 1 1 kill nonzero"
+  "calibrate 1 1 stop 4"
+  "validate 0 1 stop 4"
 )
 for c in "${cases[@]}"; do
   read -r stage rank at action want <<<"$c"
@@ -42,6 +47,8 @@ for c in "${cases[@]}"; do
   [[ ! -e $out/report.json && ( $stage == validate || ! -e $out/model.glvq.h5 ) ]] \
     || fail "$name: a checkpoint or report was left"
   [[ $want != 3 ]] || grep -q "preempted by SIG.*--resume" $out.log || fail "$name: no preemption message"
+  [[ $want != 4 ]] || grep -q "waited [0-9]*s for .*rank.*comm_timeout_s: 5" $out.log \
+    || fail "$name: no message from the transfer watchdog"
   run $out --resume || { tail -20 $out.log; fail "$name: --resume failed"; }
   same_checkpoint $TMP/ref/model.glvq.h5 $out/model.glvq.h5 || fail "$name: resumed checkpoint differs"
   ! ls $out/model.glvq.h5.tmp-* >/dev/null 2>&1 || fail "$name: the interrupted gather's temporary file is still there"
