@@ -34,16 +34,26 @@ args=(--config "$CONFIG" --set "output_dir=$OUT")
 # A requeued job (or any rerun into an existing output_dir) resumes.
 [[ -f $OUT/plan.json ]] && args+=(--resume)
 
+# Forward the preemption signal to the ranks. The trap is set before the launch so
+# that no signal finds the shell undefended; one that comes before $pid is known is
+# forwarded right after.
+pid=
+forwarded=0
+trap 'forwarded=1; [[ -n $pid ]] && kill -USR1 $pid 2>/dev/null' USR1 TERM
 if [[ $LAUNCH == srun ]]; then
   srun --kill-on-bad-exit=1 "$GLVQ_HOME/${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}" &
 else
   mpirun --bind-to none "$GLVQ_HOME/${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}" &
 fi
 pid=$!
-# Forward the preemption signal to the ranks; the wait returns when they exit.
-trap 'kill -USR1 $pid 2>/dev/null' USR1 TERM
-wait $pid; rc=$?
-while kill -0 $pid 2>/dev/null; do wait $pid; rc=$?; done
+[[ $forwarded == 1 ]] && kill -USR1 $pid 2>/dev/null
+# A trapped signal interrupts `wait` (status 128 + n) whether or not the launcher has
+# exited; wait again until a wait returns the launcher's own status (bash keeps it).
+while :; do
+  forwarded=0
+  wait $pid; rc=$?
+  [[ $forwarded == 1 ]] || break
+done
 
 if [[ $rc -eq 3 && -n ${SLURM_JOB_ID:-} ]]; then
   echo "glvq: preempted; requeueing job $SLURM_JOB_ID to resume"
