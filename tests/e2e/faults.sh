@@ -10,7 +10,8 @@
 # each, --resume completes to a checkpoint whose datasets equal an
 # uninterrupted run's.
 # GLVQ_FAULT_ARGS adds worker arguments to every run, e.g. on a 2-GPU machine
-# "--set device=cuda --set transport=nccl" (the GPU/NCCL path; docs/RELIABILITY.md).
+# "--set device=cuda --set transport=nccl" (the GPU/NCCL path; docs/RELIABILITY.md);
+# GLVQ_E2E_COMPARE=export where hdf5-tools are missing (tests/e2e/lib.bash).
 source "$(dirname "$0")/lib.bash"
 small=(--config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4
        --set calib.micro_batch=1 --set eval.max_chunks=2 --set eval.micro_batch=1 --set comm_timeout_s=5
