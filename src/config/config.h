@@ -50,6 +50,8 @@ struct GlvqConfig {
   bool bit_alloc = true;        ///< salience-driven N-1/N/N+1 allocation
   bool error_feedback = true;   ///< LDLQ-style feedback across groups
   bool incoherence = true;      ///< randomized Hadamard on W and H before grouping
+  std::string code = "box";     ///< box | shaped (quant/glvq_codebook.h)
+  int lloyd_iters = 6;          ///< shaped code: encode / least-squares G rounds, 0..1000
 };
 
 struct GptqConfig {

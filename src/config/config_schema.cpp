@@ -115,6 +115,8 @@ std::vector<KeySpec> build_keys() {
       k_bool("quant.glvq.bit_alloc", GLVQ_REF(bool, quant.glvq.bit_alloc)),
       k_bool("quant.glvq.error_feedback", GLVQ_REF(bool, quant.glvq.error_feedback)),
       k_bool("quant.glvq.incoherence", GLVQ_REF(bool, quant.glvq.incoherence)),
+      k_enum("quant.glvq.code", GLVQ_REF(std::string, quant.glvq.code), {"box", "shaped"}),
+      k_int("quant.glvq.lloyd_iters", GLVQ_REF(int, quant.glvq.lloyd_iters), 0, 1000),
       k_num("quant.gptq.damp", GLVQ_REF(double, quant.gptq.damp), 0, kOpen, 1, kOpen),
       k_bool("quant.gptq.act_order", GLVQ_REF(bool, quant.gptq.act_order)),
       k_int("quant.gptq.group_size", GLVQ_REF(int, quant.gptq.group_size), 1),

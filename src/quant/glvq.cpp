@@ -16,6 +16,8 @@
 #include "quant/glvq_hadamard.h"
 #include "quant/glvq_init.h"
 #include "quant/glvq_learn.h"
+#include "quant/glvq_codebook.h"
+#include "quant/glvq_shaped.h"
 
 namespace glvq {
 namespace {
@@ -72,6 +74,16 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   L.in = q.in;
   L.dim = static_cast<int>(attr(q, "dim"));
   L.group_size = static_cast<int>(attr(q, "group_size"));
+  const auto code_it = q.attrs.find("code");
+  const int code = code_it == q.attrs.end() ? 0 : static_cast<int>(code_it->second);
+  GLVQ_CHECK(code == 0 || code == 1, "the glvq layer [{}, {}] has code kind {}, which this glvq does not know (0 box, "
+             "1 shaped): it was written by a newer glvq", q.out, q.in, code);
+  L.code = static_cast<GlvqCode>(code);
+  if (L.code == GlvqCode::shaped) {
+    const int book = static_cast<int>(attr(q, "codebook"));
+    GLVQ_CHECK(book == kShapedBookVersion, "the glvq layer [{}, {}] uses shaped codebook version {}, this glvq has "
+               "version {}: decode it with the glvq that wrote it", q.out, q.in, book, kShapedBookVersion);
+  }
   GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0 && L.in % L.group_size == 0,
              "the glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged", q.out,
              q.in, L.dim, L.group_size);
@@ -91,11 +103,12 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
                           Ginv.data_ptr<float>()};
   at::Tensor W;
-  if (device.is_cuda()) {
+  if (device.is_cuda() && L.code == GlvqCode::box) {
     W = glvq_decode_cuda(L, bits, scale, mu, G, Ginv, off, codes, device);
   } else {
     W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
     glvq_decode_ref_parallel(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
+    W = W.to(device);  // the shaped code has no CUDA decoder yet
   }
   if (attr(q, "incoherence") != 0) {
     const at::Tensor s_in = glvq_unpack_signs(array(q, "signs_in", at::kByte, (q.in + 7) / 8), q.in);
@@ -143,6 +156,7 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     Wp = glvq_incoherent_weight(W, s_out, s_in);
     Hp = glvq_incoherent_hessian(H, s_in);
   }
+  if (c.code == "shaped") return glvq_shaped_quantize_layer({W, H, Wp, Hp, s_in, s_out}, name, opt);
   const at::Tensor Wg = glvq_group_view(Wp, gs);
   const int64_t B = Wg.size(0);
 

@@ -12,7 +12,9 @@
 ///   "bits"      uint8 [groups]       bit widths (1..8)
 ///   "signs_in"  uint8 [ceil(in/8)]   } incoherence only (quant/glvq_hadamard.h):
 ///   "signs_out" uint8 [ceil(out/8)]  } W = T_out^T W' T_in; without it W = W'
-/// attrs: "dim", "group_size" (never 0 once stored), "incoherence" (0/1), "seed".
+/// attrs: "dim", "group_size" (never 0 once stored), "incoherence" (0/1), "seed";
+///   "code" (GlvqCode: 0 box, absent in older files = box; 1 shaped) and, with
+///   the shaped code, "codebook" (kShapedBookVersion of the tables it was made with).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -42,6 +44,8 @@ struct GlvqOptions {
   GlvqAllocSearch alloc_search = GlvqAllocSearch::exact;
   bool learn = true;   ///< false: store the init (for measurements)
   bool cosine = true;  ///< cosine learning-rate decay (false: constant lr)
+  int candidates = 1;        ///< shaped code: sub-code candidates scored under the metric (1 = nearest only)
+  bool scalar_init = false;  ///< shaped code: G = a * rms * I per group (the QuIP#-like baseline)
 };
 
 /// Quantizes one layer (W [out, in], H [in, in], any device); the result's

@@ -22,16 +22,27 @@
 /// group_offset(g) = sum over g' < g of out * (gs/d) * vec_bytes(d, b_g').
 /// Floating-point order: y_i = sum_j Ginv[i][j] * u_j and u'_i = sum_j G[i][j] * t_j
 /// accumulate in float with fmaf, j ascending, starting from 0.
+///
+/// Shaped code (code = shaped; d a multiple of 8, mu = 0): the same y = G^-1 (w / s),
+/// then each 8 coordinates of y take the nearest codeword of the b-bit shaped
+/// code (glvq_shaped_encode); t is the concatenation of the d/8 codewords and
+/// w' = s * G t as above. A vector's d/8 sub-codes are its d*b bits, sub-code k
+/// at bit 8*b*k (= byte b*k), each little-endian; same vec_bytes as the box.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 namespace glvq {
 
+/// Code kinds (the layer attribute "code"): the box of integer coordinates
+/// above, or the shaped codebooks of quant/glvq_codebook.h.
+enum class GlvqCode : int { box = 0, shaped = 1 };
+
 struct GlvqLayout {
   int64_t out = 0, in = 0;
   int dim = 8;          ///< d
   int group_size = 128; ///< gs (a multiple of dim, divides in)
+  GlvqCode code = GlvqCode::box;
   int64_t groups() const { return in / group_size; }
   int64_t vecs_per_row() const { return group_size / dim; }
 };

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "kernels/glvq_math.h"
+#include "quant/glvq_codebook.h"
 
 namespace glvq {
 namespace {
@@ -18,6 +19,19 @@ void check_layout(const GlvqLayout& L) {
              "GLVQ layout: group_size {} must be a positive multiple of dim {}", L.group_size, L.dim);
   GLVQ_CHECK(L.in % L.group_size == 0, "GLVQ layout: group_size {} must divide in = {}", L.group_size,
              L.in);
+  GLVQ_CHECK(L.code == GlvqCode::box || (L.code == GlvqCode::shaped && L.dim % kShapedBlock == 0),
+             "GLVQ layout: code {} with dim {} (the shaped code needs a multiple of {})", static_cast<int>(L.code),
+             L.dim, kShapedBlock);
+}
+
+/// Sub-code k of a shaped vector: b little-endian bytes at byte b*k.
+uint64_t shaped_subcode(const uint8_t* vec, int bits, int k) {
+  uint64_t c = 0;
+  for (int i = 0; i < bits; ++i) c |= uint64_t(vec[bits * k + i]) << (8 * i);
+  return c;
+}
+void put_shaped_subcode(uint8_t* vec, int bits, int k, uint64_t c) {
+  for (int i = 0; i < bits; ++i) vec[bits * k + i] = uint8_t(c >> (8 * i));
 }
 
 void check_bits(int b, int64_t g) {
@@ -66,24 +80,36 @@ void glvq_encode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const float*
   const std::vector<int64_t> off = glvq_group_offsets(L, p.bits);
   const int d = L.dim;
   const int64_t V = L.vecs_per_row();
-  std::vector<float> u(d);
+  std::vector<float> u(d), y(d);
   std::vector<int32_t> uz(d);
   for (int64_t g = 0; g < L.groups(); ++g) {
     const int b = p.bits[g];
     const float s = p.scale[g], mu = p.mu[g], Lc = fp::compand_log(mu);
     GLVQ_CHECK(s > 0.0f && mu >= 0.0f, "GLVQ encode: group {} has scale {} and mu {}", g, s, mu);
+    GLVQ_CHECK(L.code == GlvqCode::box || mu == 0.0f, "GLVQ encode: group {} has mu {}; the shaped code has no companding", g, mu);
     const float* Gi = p.Ginv + g * d * d;
     const int64_t vb = glvq_vec_bytes(d, b);
     for (int64_t r = 0; r < L.out; ++r) {
       for (int64_t v = 0; v < V; ++v) {
         const float* w = W + r * L.in + g * L.group_size + v * d;
         for (int j = 0; j < d; ++j) u[j] = fp::compand(w[j], s, mu, Lc);
-        for (int i = 0; i < d; ++i) {
-          float y = 0.0f;
-          for (int j = 0; j < d; ++j) y = fp::fma(Gi[i * d + j], u[j], y);
-          uz[i] = fp::round_code(y, b);
+        uint8_t* vec = codes + off[g] + (r * V + v) * vb;
+        if (L.code == GlvqCode::shaped) {
+          for (int i = 0; i < d; ++i) {
+            float acc = 0.0f;
+            for (int j = 0; j < d; ++j) acc = fp::fma(Gi[i * d + j], u[j], acc);
+            y[i] = acc;
+          }
+          for (int k = 0; k < d / kShapedBlock; ++k)
+            put_shaped_subcode(vec, b, k, glvq_shaped_encode(b, y.data() + k * kShapedBlock));
+          continue;
         }
-        glvq_pack_vec(uz.data(), d, b, codes + off[g] + (r * V + v) * vb);
+        for (int i = 0; i < d; ++i) {
+          float acc = 0.0f;
+          for (int j = 0; j < d; ++j) acc = fp::fma(Gi[i * d + j], u[j], acc);
+          uz[i] = fp::round_code(acc, b);
+        }
+        glvq_pack_vec(uz.data(), d, b, vec);
       }
     }
   }
@@ -92,10 +118,14 @@ void glvq_encode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const float*
 namespace {
 
 /// Decodes the d weights of one vector into w (the format's decode, shared by decode and gemv).
-inline void decode_vec(const uint8_t* in, int d, int b, const float* G, float s, float mu, float Lc,
+inline void decode_vec(GlvqCode code, const uint8_t* in, int d, int b, const float* G, float s, float mu, float Lc,
                        int32_t* uz, float* t, float* w) {
-  glvq_unpack_vec(in, d, b, uz);
-  for (int j = 0; j < d; ++j) t[j] = fp::code_value(uz[j], b);
+  if (code == GlvqCode::shaped) {
+    for (int k = 0; k < d / kShapedBlock; ++k) glvq_shaped_decode(b, shaped_subcode(in, b, k), t + k * kShapedBlock);
+  } else {
+    glvq_unpack_vec(in, d, b, uz);
+    for (int j = 0; j < d; ++j) t[j] = fp::code_value(uz[j], b);
+  }
   for (int i = 0; i < d; ++i) {
     float u = 0.0f;
     for (int j = 0; j < d; ++j) u = fp::fma(G[i * d + j], t[j], u);
@@ -117,7 +147,7 @@ void glvq_decode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_
     const int64_t vb = glvq_vec_bytes(d, b);
     for (int64_t r = 0; r < L.out; ++r) {
       for (int64_t v = 0; v < V; ++v) {
-        decode_vec(codes + off[g] + (r * V + v) * vb, d, b, p.G + g * d * d, s, mu, Lc, uz.data(),
+        decode_vec(L.code, codes + off[g] + (r * V + v) * vb, d, b, p.G + g * d * d, s, mu, Lc, uz.data(),
                    t.data(), W_hat + r * L.in + g * L.group_size + v * d);
       }
     }
@@ -139,7 +169,7 @@ void glvq_gemv_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t*
     for (int64_t r = 0; r < L.out; ++r) {
       float acc = y[r];
       for (int64_t v = 0; v < V; ++v) {
-        decode_vec(codes + off[g] + (r * V + v) * vb, d, b, p.G + g * d * d, s, mu, Lc, uz.data(),
+        decode_vec(L.code, codes + off[g] + (r * V + v) * vb, d, b, p.G + g * d * d, s, mu, Lc, uz.data(),
                    t.data(), w.data());
         const float* xv = x + g * L.group_size + v * d;
         for (int i = 0; i < d; ++i) acc = fp::fma(w[i], xv[i], acc);
