@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
         } else if (v.rfind("shaped-k", 0) == 0) {  // metric-aware search over K candidates
           o.cfg.code = "shaped";
           o.cfg.lloyd_iters = lloyd;
-          o.candidates = std::stoi(v.substr(8));
+          o.cfg.candidates = std::stoi(v.substr(8));
         } else if (v == "shaped-init") {
           o.cfg.code = "shaped";
           o.cfg.lloyd_iters = 0;

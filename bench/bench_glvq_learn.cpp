@@ -1,6 +1,7 @@
 // Time of GLVQ learning per linear layer at Llama-2-70B shapes: one Adam step
 // (re-round with the current lattices, loss, gradient, projection) over all of
-// a layer's groups, and the whole glvq_quantize_layer call with the defaults.
+// a layer's groups (the box code's Adam learning), and the whole
+// glvq_quantize_layer call with the box code and with the defaults (shaped).
 //   bench_glvq_learn [--device cpu|cuda] [--steps N] [--shapes all|small]
 // Step time = (time with N steps - time with 0 steps) / N, both with error
 // feedback off and eps = 0 so that exactly N steps run. Weights are Gaussian
@@ -56,9 +57,10 @@ int main(int argc, char** argv) {
                              {"down_proj", 8192, 28672}};
   if (shapes == "small") list = {{"small", 1024, 1024}};
   std::printf("bench_glvq_learn: device %s, %d steps, d = 8, group 128, 2 bits\n", device.c_str(), steps);
-  std::printf("| layer | out x in | step ms | %d steps s | 0 steps s | defaults s (200 steps max, feedback, 2 passes) |\n",
+  std::printf("| layer | out x in | box step ms | box %d steps s | box 0 steps s | box defaults s (200 steps max, "
+              "feedback, 2 passes) | shaped (the defaults) s |\n",
               steps);
-  std::printf("|---|---|---|---|---|---|\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
   for (const Shape& s : list) {
     at::manual_seed(1);
     at::Tensor W = at::randn({s.out, s.in}, at::TensorOptions().device(dev)) * 0.01;
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
     X = at::Tensor();
     GlvqOptions o;
     o.bits = 2.0;
+    o.cfg.code = "box";
     o.cfg.error_feedback = false;
     o.cfg.eps = 0.0;
     o.cfg.iters = 0;
@@ -78,9 +81,13 @@ int main(int argc, char** argv) {
     const double tn = run(W, H, o);
     GlvqOptions d;
     d.bits = 2.0;
-    const double td = run(W, H, d);
-    std::printf("| %s | %ld x %ld | %.1f | %.2f | %.2f | %.2f |\n", s.name, static_cast<long>(s.out),
-                static_cast<long>(s.in), 1e3 * (tn - t0) / steps, tn, t0, td);
+    d.cfg.code = "box";
+    const double tb = run(W, H, d);
+    GlvqOptions sh;  // the defaults
+    sh.bits = 2.0;
+    const double ts = run(W, H, sh);
+    std::printf("| %s | %ld x %ld | %.1f | %.2f | %.2f | %.2f | %.2f |\n", s.name, static_cast<long>(s.out),
+                static_cast<long>(s.in), 1e3 * (tn - t0) / steps, tn, t0, tb, ts);
     std::fflush(stdout);
   }
   return 0;

@@ -17,22 +17,32 @@ declare -A rows=(
   [gptq-w4]="--set quant.method=gptq --set quant.bits=4"
   [gptq-w3]="--set quant.method=gptq --set quant.bits=3"
   [gptq-w2]="--set quant.method=gptq --set quant.bits=2"
-  [glvq8-w2-paper]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=8 --set quant.glvq.incoherence=false --set quant.glvq.error_feedback=false"
-  [glvq8-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
-  [glvq8-w3]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
-  [glvq8-w4]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.dim=8 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
-  [glvq32-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0 --set quant.glvq.incoherence=true --set quant.glvq.error_feedback=true"
-  [glvq32-w2-g128]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=128"
+  [glvq8-w2-paper]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.incoherence=false --set quant.glvq.error_feedback=false"
+  [glvq8-w2]="--set quant.method=glvq --set quant.bits=2"
+  [glvq8-w3]="--set quant.method=glvq --set quant.bits=3"
+  [glvq8-w4]="--set quant.method=glvq --set quant.bits=4"
+  [glvq32-w2]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
   [glvq32-w3]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
   [glvq32-w4]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
-  # Ablations of glvq8-w2 (the defaults), one option flipped each.
+  [glvq32-w2-g128]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=128"
+  # Ablations of glvq8-w2 (the defaults: shaped code), one option flipped each.
+  [glvq8-w2-box]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box"
+  [glvq8-w3-box]="--set quant.method=glvq --set quant.bits=3 --set quant.glvq.code=box"
+  [glvq8-w4-box]="--set quant.method=glvq --set quant.bits=4 --set quant.glvq.code=box"
+  [glvq32-w2-box]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.dim=32 --set quant.glvq.group_size=0"
+  [glvq8-w2-k1]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.candidates=1"
+  [glvq8-w2-k16]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.candidates=16"
+  [glvq8-w2-no-lloyd]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.lloyd_iters=0"
   [glvq8-w2-no-feedback]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.error_feedback=false"
   [glvq8-w2-no-incoherence]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.incoherence=false"
-  [glvq8-w2-nearest-plane]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.rounding=nearest_plane"
-  [glvq8-w2-companding]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.companding=true"
   [glvq8-w2-no-bit-alloc]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.bit_alloc=false"
   [glvq8-w2-propagate-fp]="--set quant.method=glvq --set quant.bits=2 --set calib.propagate=fp"
-  [glvq8-w2-no-learning]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.iters=0"
+  [glvq8-w2-calib256]="--set quant.method=glvq --set quant.bits=2 --set calib.samples=256"
+  [glvq8-w2-calib512]="--set quant.method=glvq --set quant.bits=2 --set calib.samples=512"
+  # The box code's own options (docs/GLVQ.md's earlier ablations).
+  [glvq8-w2-box-nearest-plane]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.rounding=nearest_plane"
+  [glvq8-w2-box-companding]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.companding=true"
+  [glvq8-w2-box-no-learning]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.iters=0"
 )
 order=${MATRIX:-"fp rtn-w4 rtn-w3 rtn-w2 gptq-w4 gptq-w3 gptq-w2 glvq8-w2-paper glvq8-w2 glvq8-w3 glvq8-w4 glvq32-w2"}
 mkdir -p "$out"
@@ -51,15 +61,18 @@ done
 python3 - "$out" $order <<'PY'
 import json, os, sys
 out, names = sys.argv[1], sys.argv[2:]
-print("| run | method | ppl | bits/weight (all overhead) | code bits | learn s/block | total s |")
-print("|---|---|---|---|---|---|---|")
+print("| run | method | ppl | KL mean | KL p99 | top-1 | bits/weight (all overhead) | code bits | learn s/block | total s |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for n in names:
     p = os.path.join(out, n, "report.json")
     if not os.path.exists(p):
-        print(f"| {n} | failed | | | | | |"); continue
+        print(f"| {n} | failed | | | | | | | | |"); continue
     r = json.load(open(p))
     ppl = r["ppl_quant"] if r["ppl_quant"] is not None else r["ppl_fp"]
     t = r["timings_s"]; blocks = r["config"] and 6
     learn = t.get("learn", 0) / max(1, blocks)
-    print(f"| {n} | {r['method']} | {ppl:.4f} | {r['bits_per_weight']:.4f} | {r['code_bits_per_weight']:.4f} | {learn:.1f} | {t['total']:.0f} |")
+    q = r.get("quality") or {}
+    kl = lambda k, f: format(q[k], f) if k in q else "-"
+    print(f"| {n} | {r['method']} | {ppl:.4f} | {kl('kl_mean', '.4f')} | {kl('kl_p99', '.3f')} | {kl('top1', '.4f')} "
+          f"| {r['bits_per_weight']:.4f} | {r['code_bits_per_weight']:.4f} | {learn:.1f} | {t['total']:.0f} |")
 PY

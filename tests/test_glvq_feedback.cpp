@@ -55,6 +55,7 @@ TEST(GlvqFeedback, LowersTheLossOnCorrelatedInputs) {
   const at::Tensor W = at::randn({64, 256}, gen) * 0.02;
   const at::Tensor H = correlated_hessian(256, gen);
   GlvqOptions o;
+  o.cfg.code = "box";  // these tests are about the box code's Adam learning (test_glvq_shaped.cpp: the shaped code)
   o.bits = 2;
   o.cfg.group_size = 64;
   o.cfg.iters = 10;

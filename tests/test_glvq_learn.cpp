@@ -34,6 +34,7 @@ void synthetic_layer(int64_t out, int64_t in, uint64_t seed, at::Tensor& W, at::
 
 GlvqOptions small_options() {
   GlvqOptions o;
+  o.cfg.code = "box";  // these tests are about the box code's Adam learning (test_glvq_shaped.cpp: the shaped code)
   o.bits = 2;
   o.seed = kSeed;
   o.cfg.dim = 8;

@@ -237,6 +237,22 @@ void Loader::check() {
                      "0 (whole row) or a multiple of {}",
                      g.group_size, g.dim, g.dim);
   }
+  if (cfg.quant.method == "glvq" && g.code == "shaped") {
+    // The shaped codebooks are 8-dimensional (quant/glvq_codebook.h) and have no companding.
+    if (g.dim % 8 != 0) {
+      const SetAt* blame = later("quant.glvq.dim", "quant.glvq.code");
+      GLVQ_CONFIG_FAIL(blame ? blame->where : missing_where("quant.glvq.dim"),
+                       "quant.glvq.dim: {} is not a multiple of 8, which quant.glvq.code: shaped needs; "
+                       "expected 8, 16, 32, ... (or quant.glvq.code: box)",
+                       g.dim);
+    }
+    if (g.companding) {
+      const SetAt* blame = later("quant.glvq.companding", "quant.glvq.code");
+      GLVQ_CONFIG_FAIL(blame ? blame->where : missing_where("quant.glvq.companding"),
+                       "quant.glvq.companding: true does not apply to quant.glvq.code: shaped; expected "
+                       "false (or quant.glvq.code: box)");
+    }
+  }
   if (!(g.sigma_max > g.sigma_min)) {
     const SetAt* blame = later("quant.glvq.sigma_max", "quant.glvq.sigma_min");
     const Where w = blame ? blame->where : missing_where("quant.glvq.sigma_max");

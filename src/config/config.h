@@ -46,12 +46,13 @@ struct GlvqConfig {
   double sigma_max = 1e4;
   double eps = 1e-5;            ///< stop when the best loss gained less than this (relative) over 20 steps
   bool companding = false;      ///< learnable mu-law per group (measured not to help: docs/GLVQ.md)
-  std::string rounding = "babai";  ///< babai | nearest_plane
+  std::string rounding = "round_off";  ///< box code: round_off | nearest_plane (both Babai's; "babai" = round_off)
   bool bit_alloc = true;        ///< salience-driven N-1/N/N+1 allocation
   bool error_feedback = true;   ///< LDLQ-style feedback across groups
   bool incoherence = true;      ///< randomized Hadamard on W and H before grouping
-  std::string code = "box";     ///< box | shaped (quant/glvq_codebook.h)
+  std::string code = "shaped";  ///< shaped (quant/glvq_codebook.h) | box
   int lloyd_iters = 6;          ///< shaped code: encode / least-squares G rounds, 0..1000
+  int candidates = 4;           ///< shaped code: nearest sub-codes rescored under the layer metric, 1..16
 };
 
 struct GptqConfig {

@@ -162,16 +162,20 @@ at::Tensor block_forward(const BlockWeights& w, const LlamaConfig& cfg, const Ro
   return x2 + at::linear(act, w[Linear::Down]);
 }
 
+at::Tensor next_token_log_probs(const HeadWeights& hw, const LlamaConfig& cfg, const at::Tensor& hidden) {
+  at::Tensor h = rms_norm(hidden, hw.norm, cfg.rms_eps);
+  at::Tensor logits = at::linear(h.narrow(0, 0, h.size(0) - 1), hw.lm_head);  // [T-1, V]
+  return at::log_softmax(logits, -1);
+}
+
+double nll_of(const at::Tensor& logp, const at::Tensor& tokens) {
+  at::Tensor target = tokens.narrow(0, 1, tokens.size(0) - 1).to(logp.device(), at::kLong);
+  return -logp.gather(1, target.unsqueeze(1)).to(at::kDouble).sum().item<double>();
+}
+
 double nll_sum(const HeadWeights& hw, const LlamaConfig& cfg, const at::Tensor& hidden, const at::Tensor& tokens) {
   double total = 0;
-  const int64_t B = hidden.size(0);
-  for (int64_t b = 0; b < B; ++b) {
-    at::Tensor h = rms_norm(hidden[b], hw.norm, cfg.rms_eps);
-    at::Tensor logits = at::linear(h.narrow(0, 0, h.size(0) - 1), hw.lm_head);  // [T-1, V]
-    at::Tensor logp = at::log_softmax(logits, -1);
-    at::Tensor target = tokens[b].narrow(0, 1, tokens.size(1) - 1).to(logits.device(), at::kLong);
-    total -= logp.gather(1, target.unsqueeze(1)).to(at::kDouble).sum().item<double>();
-  }
+  for (int64_t b = 0; b < hidden.size(0); ++b) total += nll_of(next_token_log_probs(hw, cfg, hidden[b]), tokens[b]);
   return total;
 }
 

@@ -73,6 +73,13 @@ struct HeadWeights {
 HeadWeights load_head(ModelFiles& files, const LlamaConfig& cfg, bool first, bool last,
                       const at::Device& device);
 
+/// Log-probabilities [T-1, vocab] of the next token at each position but the
+/// last of one sequence's final hidden states HIDDEN [T, hidden].
+at::Tensor next_token_log_probs(const HeadWeights& h, const LlamaConfig& cfg, const at::Tensor& hidden);
+
+/// Sum of NLL (double) of TOKENS [T] (their first excluded) under LOGP [T-1, vocab].
+double nll_of(const at::Tensor& logp, const at::Tensor& tokens);
+
 /// Sum of NLL (double) of predicting tokens[:, 1:] from hidden [B, T, hidden];
 /// processes a few sequences at a time to bound the logits' memory.
 double nll_sum(const HeadWeights& h, const LlamaConfig& cfg, const at::Tensor& hidden,

@@ -130,7 +130,10 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     last = now;
     return s;
   };
-  const GlvqConfig& c = opt.cfg;
+  GlvqConfig c = opt.cfg;
+  // Both of glvq's roundings are Babai's; the config names them round_off and nearest_plane, the code
+  // (and configs written before the rename) calls round-off "babai".
+  if (c.rounding == "round_off") c.rounding = "babai";
   GLVQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
              "layer {}: glvq needs W [out, in] and H [in, in], got {} and {} dimensions", name, W_in.dim(), H_in.dim());
   const int64_t out = W_in.size(0), in = W_in.size(1), d = c.dim;
@@ -143,7 +146,7 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
              "of {} or 0 (whole rows)",
              name, out, in, gs, in, in);
   GLVQ_CHECK(c.rounding == "babai" || c.rounding == "nearest_plane",
-             "quant.glvq.rounding = \"{}\" is not known (babai, nearest_plane)", c.rounding);
+             "quant.glvq.rounding = \"{}\" is not known (round_off, nearest_plane)", opt.cfg.rounding);
   const at::Device dev = W_in.device();
   const at::Tensor W = W_in.to(at::kFloat).contiguous();
   const at::Tensor H = H_in.to(dev, at::kFloat).contiguous();
@@ -293,8 +296,8 @@ class GlvqQuantizer : public Quantizer {
 
 std::unique_ptr<Quantizer> make_glvq_quantizer(const QuantConfig& qc, uint64_t seed) {
   GLVQ_USAGE_CHECK(qc.bits >= 1 && qc.bits <= 8, "quant.bits = {}: glvq needs 1..8 bits per weight", qc.bits);
-  GLVQ_USAGE_CHECK(qc.glvq.rounding == "babai" || qc.glvq.rounding == "nearest_plane",
-                   "quant.glvq.rounding = \"{}\" is not known (babai, nearest_plane)", qc.glvq.rounding);
+  GLVQ_USAGE_CHECK(qc.glvq.rounding == "round_off" || qc.glvq.rounding == "babai" || qc.glvq.rounding == "nearest_plane",
+                   "quant.glvq.rounding = \"{}\" is not known (round_off, nearest_plane)", qc.glvq.rounding);
   GlvqOptions opt;
   opt.cfg = qc.glvq;
   opt.bits = qc.bits;

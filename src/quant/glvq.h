@@ -44,7 +44,6 @@ struct GlvqOptions {
   GlvqAllocSearch alloc_search = GlvqAllocSearch::exact;
   bool learn = true;   ///< false: store the init (for measurements)
   bool cosine = true;  ///< cosine learning-rate decay (false: constant lr)
-  int candidates = 1;        ///< shaped code: sub-code candidates scored under the metric (1 = nearest only)
   bool scalar_init = false;  ///< shaped code: G = a * rms * I per group (the QuIP#-like baseline)
 };
 

@@ -12,6 +12,14 @@ namespace {
 
 constexpr int kBeam = 4;  // stage-0 candidates a multi-stage encode follows
 
+// The pattern loop is most of a shaped encode's time; AVX2 doubles its width where the CPU has it.
+// The same separately rounded adds and multiplies run in either clone, so the floats are equal.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define GLVQ_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define GLVQ_SIMD_CLONES
+#endif
+
 /// The 2-bit book as floats (the table holds multiples of 1/256: exact), also
 /// coordinate-major so that the distance loop over patterns vectorises.
 struct Book2 {
@@ -61,8 +69,8 @@ void decode_book(int book, uint32_t k, float* c) { book == 2 ? decode2(k, c) : d
 /// Keeps the K smallest (dist, code) in order; a later equal distance ranks after.
 struct TopK {
   int K, n = 0;
-  float d[16];
-  uint64_t c[16];
+  float d[kMaxCandidates];
+  uint64_t c[kMaxCandidates];
   explicit TopK(int k) : K(k) {}
   float worst() const { return n < K ? INFINITY : d[n - 1]; }
   void add(float dist, uint64_t code) {
@@ -83,7 +91,7 @@ struct TopK {
 /// with the least 4 |y_j| a_j is the cheapest fix (each flip costs that much).
 /// Distances are sums of separately rounded products (no fma), j ascending, so
 /// that the loop over patterns vectorises on any CPU and a GPU gets the same floats.
-void kbest2(const float* y, TopK& top) {
+GLVQ_SIMD_CLONES void kbest2(const float* y, TopK& top) {
   const Book2& B = book2();
   constexpr int P = Book2::P;
   float ay[8];
@@ -182,7 +190,7 @@ void glvq_shaped_decode(int bits, uint64_t code, float* c) {
 }
 
 int glvq_shaped_kbest(int book, const float* y, int K, uint64_t* codes, float* dist) {
-  GLVQ_ASSERT((book == 1 || book == 2) && K >= 1 && K <= 16);
+  GLVQ_ASSERT((book == 1 || book == 2) && K >= 1 && K <= kMaxCandidates);
   TopK top(K);
   kbest_book(book, y, top);
   for (int k = 0; k < top.n; ++k) {
@@ -193,7 +201,7 @@ int glvq_shaped_kbest(int book, const float* y, int K, uint64_t* codes, float* d
 }
 
 int glvq_shaped_candidates(int bits, const float* y, int K, uint64_t* codes) {
-  GLVQ_ASSERT(K >= 1 && K <= 16);
+  GLVQ_CHECK(K >= 1 && K <= kMaxCandidates, "shaped GLVQ code: {} candidates (1..{} allowed)", K, kMaxCandidates);
   const GlvqShapedStages st = glvq_shaped_stages(bits);
   TopK first(K);
   kbest_book(st.book[0], y, first);
@@ -217,9 +225,9 @@ int glvq_shaped_candidates(int bits, const float* y, int K, uint64_t* codes) {
   return first.n;
 }
 
-uint64_t glvq_shaped_encode(int bits, const float* y, float* dist) {
-  uint64_t cand[kBeam];
-  const int n = glvq_shaped_candidates(bits, y, glvq_shaped_stages(bits).count == 1 ? 1 : kBeam, cand);
+int glvq_shaped_beam(int bits) { return glvq_shaped_stages(bits).count == 1 ? 1 : kBeam; }
+
+uint64_t glvq_shaped_pick_nearest(int bits, const float* y, const uint64_t* cand, int n, float* dist) {
   uint64_t best = 0;
   float best_d = INFINITY;
   for (int k = 0; k < n; ++k) {
@@ -234,6 +242,12 @@ uint64_t glvq_shaped_encode(int bits, const float* y, float* dist) {
   }
   if (dist) *dist = best_d;
   return best;
+}
+
+uint64_t glvq_shaped_encode(int bits, const float* y, float* dist) {
+  uint64_t cand[kBeam];
+  const int n = glvq_shaped_candidates(bits, y, glvq_shaped_beam(bits), cand);
+  return glvq_shaped_pick_nearest(bits, y, cand, n, dist);
 }
 
 }  // namespace glvq

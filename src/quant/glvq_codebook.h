@@ -43,9 +43,20 @@ void glvq_shaped_decode(int bits, uint64_t code, float* c);
 /// The nearest b-bit codeword to y (8 floats); *dist (if given) gets ||y - c||^2.
 uint64_t glvq_shaped_encode(int bits, const float* y, float* dist = nullptr);
 
+/// Most candidates one search returns (quant.glvq.candidates' upper bound).
+constexpr int kMaxCandidates = 16;
+
 /// Candidates for y: the K nearest points of the first stage (ascending), each
-/// completed greedily through the later stages. K <= 16; returns how many.
+/// completed greedily through the later stages. K <= kMaxCandidates; returns how many.
 int glvq_shaped_candidates(int bits, const float* y, int K, uint64_t* codes);
+
+/// How many first-stage candidates glvq_shaped_encode follows at B bits (1 for
+/// a single stage). The candidates of any K >= this begin with the same codes.
+int glvq_shaped_beam(int bits);
+
+/// Of N candidates (from glvq_shaped_candidates), the one glvq_shaped_encode
+/// picks: the least decoded distance, the first of equals; *dist as there.
+uint64_t glvq_shaped_pick_nearest(int bits, const float* y, const uint64_t* cand, int n, float* dist = nullptr);
 
 /// The K best codes of one book (1 or 2 bits) for y, ascending distance (ties:
 /// lower pattern first); K <= 16. Writes codes[k], dist[k]; returns how many.

@@ -102,7 +102,9 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
     at::Tensor bestG = base.clone(), best = at::full({B}, std::numeric_limits<float>::infinity());
     for (double a : kInitFactors) {
       const at::Tensor G = fp16_grid(base * a);
-      const GlvqShapedCodes enc = glvq_shaped_encode_layer(Wp, gs, {G, st.scale, bits}, F, /*inter=*/false, D, opt.candidates);
+      // Nearest codewords only: the scale grid and the allocation compare inits, and the
+      // metric search would cost most of the layer's time here (it runs in the rounds below).
+      const GlvqShapedCodes enc = glvq_shaped_encode_layer(Wp, gs, {G, st.scale, bits}, F, /*inter=*/false, D, 1);
       const at::Tensor l = glvq_shaped_group_losses(enc, D, gs);
       const at::Tensor better = l < best;
       bestG = at::where(better.reshape({B, 1, 1}), G, bestG);
@@ -126,7 +128,7 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
   double best_loss = std::numeric_limits<double>::infinity();
   std::vector<double> history;
   for (int it = 0;; ++it) {
-    const GlvqShapedCodes enc = glvq_shaped_encode_layer(Wp, gs, {G, scale, bits_t}, F, /*inter=*/true, D, opt.candidates);
+    const GlvqShapedCodes enc = glvq_shaped_encode_layer(Wp, gs, {G, scale, bits_t}, F, /*inter=*/true, D, opt.cfg.candidates);
     const double loss = glvq_shaped_group_losses(enc, D, gs).sum().item<double>();
     history.push_back(loss);
     if (loss < best_loss) {
@@ -147,7 +149,7 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
   L.code = GlvqCode::shaped;
   const at::Tensor bits_u8 = bits_t.to(at::kByte).contiguous();
   auto store = [&](const at::Tensor& Gs) {
-    const GlvqShapedCodes enc = glvq_shaped_encode_layer(Wp, gs, {Gs, scale, bits_t}, F, /*inter=*/true, D, opt.candidates);
+    const GlvqShapedCodes enc = glvq_shaped_encode_layer(Wp, gs, {Gs, scale, bits_t}, F, /*inter=*/true, D, opt.cfg.candidates);
     QuantizedLinear q;
     q.method = "glvq";
     q.out = out;

@@ -48,6 +48,9 @@ void encode_vector_column(const GroupParams& gp, int64_t d, int64_t a, const std
   at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
     std::vector<float> u(d), y(d);
     std::vector<double> e(d);
+    std::vector<uint64_t> cand(size_t(d / kShapedBlock) * kMaxCandidates);
+    std::vector<int> ncand(d / kShapedBlock);
+    const int beam = glvq_shaped_beam(gp.bits);
     for (int64_t r = r0; r < r1; ++r) {
       const float* tr = t + r * in + a;
       for (int64_t j = 0; j < d; ++j) u[j] = fp::div(tr[j], gp.s);
@@ -58,12 +61,17 @@ void encode_vector_column(const GroupParams& gp, int64_t d, int64_t a, const std
       }
       float* c = C + r * in + a;
       int64_t* rc = codes + r * (in / kShapedBlock) + a / kShapedBlock;
+      // One search per sub-vector gives both the codec's nearest (among the first
+      // beam candidates) and the candidates the metric rescores.
+      const bool rescore = !M.empty() && K > 1;
       for (int64_t k = 0; k < d; k += kShapedBlock) {
-        const uint64_t code = glvq_shaped_encode(gp.bits, y.data() + k);
+        uint64_t* ck = cand.data() + (k / kShapedBlock) * kMaxCandidates;
+        ncand[k / kShapedBlock] = glvq_shaped_candidates(gp.bits, y.data() + k, rescore ? std::max(K, beam) : beam, ck);
+        const uint64_t code = glvq_shaped_pick_nearest(gp.bits, y.data() + k, ck, std::min(ncand[k / kShapedBlock], beam));
         rc[k / kShapedBlock] = static_cast<int64_t>(code);
         glvq_shaped_decode(gp.bits, code, c + k);
       }
-      if (!M.empty() && K > 1) {
+      if (rescore) {
         auto score = [&]() {
           for (int64_t i = 0; i < d; ++i) e[i] = double(y[i]) - double(c[i]);
           double q = 0;
@@ -75,18 +83,18 @@ void encode_vector_column(const GroupParams& gp, int64_t d, int64_t a, const std
           return q;
         };
         for (int64_t k = 0; k < d; k += kShapedBlock) {
-          uint64_t cand[16];
-          const int n = glvq_shaped_candidates(gp.bits, y.data() + k, K, cand);
+          const uint64_t* ck = cand.data() + (k / kShapedBlock) * kMaxCandidates;
+          const int n = std::min(ncand[k / kShapedBlock], K);
           float keep[kShapedBlock];
           std::copy_n(c + k, kShapedBlock, keep);
           double best = score();
           uint64_t best_code = static_cast<uint64_t>(rc[k / kShapedBlock]);
           for (int m = 0; m < n; ++m) {
-            glvq_shaped_decode(gp.bits, cand[m], c + k);
+            glvq_shaped_decode(gp.bits, ck[m], c + k);
             const double q = score();
             if (q < best) {
               best = q;
-              best_code = cand[m];
+              best_code = ck[m];
               std::copy_n(c + k, kShapedBlock, keep);
             }
           }

@@ -250,7 +250,7 @@ TEST(ConfigErrors, UnknownKeyWithoutNearMissListsTheSection) {
   EXPECT_EQ(error_of(minimal_plus({"quant:", "  glvq:", "    zzzzzz: 1"})),
             "t.yaml:8: unknown key quant.glvq.zzzzzz; keys allowed in quant.glvq: dim, group_size, "
             "iters, lr, lambda, sigma_min, sigma_max, eps, companding, rounding, bit_alloc, "
-            "error_feedback, incoherence");
+            "error_feedback, incoherence, code, lloyd_iters, candidates");
   EXPECT_EQ(error_of(minimal_plus({"banana: 1"})),
             "t.yaml:6: unknown key banana; keys allowed at the top level: model, data, calib, "
             "eval, quant, device, transport, comm_timeout_s, output_dir, threads, seed");
@@ -418,6 +418,23 @@ TEST(ConfigErrors, SigmaMaxMustExceedSigmaMin) {
                      "(10000)");
 }
 
+TEST(ConfigErrors, ShapedCodeNeedsDimMultipleOf8AndNoCompanding) {
+  const char* glvq = "quant: {method: glvq, glvq: {code: shaped, dim: 4, group_size: 64}}";
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.calib=c.txt", "quant.method=glvq",
+                              "quant.glvq.code=shaped", "quant.glvq.dim=4"}),
+                     "--set quant.glvq.dim=4: quant.glvq.dim: 4 is not a multiple of 8, which "
+                     "quant.glvq.code: shaped needs");
+  EXPECT_STARTS_WITH(error_of(yaml({"model: {path: m}", "data: {eval: e.txt, calib: c.txt}", "output_dir: o", glvq})),
+                     "t.yaml:4: quant.glvq.dim: 4 is not a multiple of 8");
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.calib=c.txt", "quant.method=glvq",
+                              "quant.glvq.code=shaped", "quant.glvq.companding=true"}),
+                     "--set quant.glvq.companding=true: quant.glvq.companding: true does not apply to "
+                     "quant.glvq.code: shaped");
+  // The box code takes both; RTN does not look at quant.glvq.code at all.
+  EXPECT_NO_THROW(parse_config(minimal_plus({}), "t.yaml", {"quant.glvq.code=box", "quant.glvq.dim=4",
+                                                          "quant.glvq.companding=true"}));
+}
+
 TEST(ConfigErrors, LoadConfigNamesTheFile) {
   const std::string path = ::testing::TempDir() + "glvq_test_config_bad.yaml";
   {
@@ -533,7 +550,8 @@ const char* const kFull[] = {
     "  bits: 2.25",
     "  glvq: {dim: 4, group_size: 64, iters: 7, lr: 1.0e-3, lambda: 0.3, sigma_min: 1.0e-6,",
     "         sigma_max: 123.456, eps: 0, companding: false, rounding: nearest_plane,",
-    "         bit_alloc: false, error_feedback: true, incoherence: true}",
+    "         bit_alloc: false, error_feedback: true, incoherence: true, code: box, lloyd_iters: 3,",
+    "         candidates: 9}",
     "  gptq: {damp: 0.1, act_order: false, group_size: 32, static_groups: false}",
     "  rtn: {group_size: 16}",
     "device: cuda",
@@ -554,7 +572,7 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 38u);
+  EXPECT_EQ(keys.size(), 41u);
   EXPECT_EQ(j["model"]["path"], "models/m");
   EXPECT_EQ(j["data"]["calib"], "data/c.txt");
   EXPECT_EQ(j["calib"]["seed"].get<uint64_t>(), UINT64_MAX);
@@ -565,6 +583,9 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   EXPECT_EQ(j["quant"]["glvq"]["rounding"], "nearest_plane");
   EXPECT_EQ(j["quant"]["glvq"]["sigma_max"], 123.456);
   EXPECT_EQ(j["quant"]["glvq"]["incoherence"], true);
+  EXPECT_EQ(j["quant"]["glvq"]["code"], "box");
+  EXPECT_EQ(j["quant"]["glvq"]["lloyd_iters"], 3);
+  EXPECT_EQ(j["quant"]["glvq"]["candidates"], 9);
   EXPECT_EQ(j["quant"]["gptq"]["group_size"], 32);
   EXPECT_EQ(j["quant"]["rtn"]["group_size"], 16);
   EXPECT_EQ(j["device"], "cuda");

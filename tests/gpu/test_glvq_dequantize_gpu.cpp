@@ -12,7 +12,8 @@
 namespace glvq {
 namespace {
 
-QuantizedLinear quantize_random(uint64_t seed, bool incoherence, bool companding, int dim) {
+QuantizedLinear quantize_random(uint64_t seed, bool incoherence, bool companding, int dim,
+                                const std::string& code = "box") {
   at::manual_seed(static_cast<int64_t>(seed));
   const int64_t out = 96, in = 256;
   at::Tensor W = at::randn({out, in}) * 0.02;
@@ -24,6 +25,8 @@ QuantizedLinear quantize_random(uint64_t seed, bool incoherence, bool companding
   o.cfg.iters = 20;
   o.cfg.incoherence = incoherence;
   o.cfg.companding = companding;
+  o.cfg.code = code;
+  o.cfg.lloyd_iters = 1;
   o.bits = 2.0;
   o.seed = seed;
   return glvq_quantize_layer(W, H, "test.layer", o);
@@ -33,12 +36,14 @@ TEST(GlvqDequantizeGpu, MatchesCpuReferenceExactly) {
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
   const at::Device gpu(at::kCUDA, 0);
   uint64_t seed = 4100;
+  for (const char* code : {"box", "shaped"})
   for (bool inc : {false, true})
     for (bool comp : {false, true})
       for (int dim : {8, 32}) {
-        SCOPED_TRACE(testing::Message() << "seed " << seed << " incoherence " << inc << " companding " << comp
-                                        << " dim " << dim);
-        const QuantizedLinear q = quantize_random(seed++, inc, comp, dim);
+        if (comp && std::string(code) == "shaped") continue;  // the shaped code has no companding
+        SCOPED_TRACE(testing::Message() << "seed " << seed << " code " << code << " incoherence " << inc
+                                        << " companding " << comp << " dim " << dim);
+        const QuantizedLinear q = quantize_random(seed++, inc, comp, dim, code);
         const at::Tensor cpu = dequantize(q);
         const at::Tensor dev = dequantize_on(q, gpu);
         ASSERT_TRUE(dev.is_cuda());
