@@ -2,7 +2,7 @@
 // (re-round with the current lattices, loss, gradient, projection) over all of
 // a layer's groups (the box code's Adam learning), and the whole
 // glvq_quantize_layer call with the box code and with the defaults (shaped).
-//   bench_glvq_learn [--device cpu|cuda] [--steps N] [--shapes all|small]
+//   bench_glvq_learn [--device cpu|cuda] [--steps N] [--shapes all|small|q]
 // Step time = (time with N steps - time with 0 steps) / N, both with error
 // feedback off and eps = 0 so that exactly N steps run. Weights are Gaussian
 // with per-row scales and a few outlier input columns; H = X^T X of 2048 Gaussian
@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--shapes")) shapes = argv[i + 1];
     else {
-      std::fprintf(stderr, "usage: bench_glvq_learn [--device cpu|cuda] [--steps N] [--shapes all|small]\n");
+      std::fprintf(stderr, "usage: bench_glvq_learn [--device cpu|cuda] [--steps N] [--shapes all|small|q]\n");
       return 2;
     }
   }
@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
                              {"gate/up_proj", 28672, 8192},
                              {"down_proj", 8192, 28672}};
   if (shapes == "small") list = {{"small", 1024, 1024}};
+  if (shapes == "q") list.resize(1);  // one 70B-shaped layer (the shaped code's search is slow: docs/GLVQ.md)
   std::printf("bench_glvq_learn: device %s, %d steps, d = 8, group 128, 2 bits\n", device.c_str(), steps);
   std::printf("| layer | out x in | box step ms | box %d steps s | box 0 steps s | box defaults s (200 steps max, "
               "feedback, 2 passes) | shaped (the defaults) s |\n",
