@@ -15,7 +15,8 @@
 namespace glvq {
 
 /// Upper Cholesky factor of (H + damp * mean(diag H) * I)^-1, float on H's
-/// device; retries with 10x the damping (up to 4 times) if H is not positive definite.
+/// device: damped_inverse_cholesky (quant/damped_cholesky.h, GPTQ's too) with
+/// its retry rule, the error naming GLVQ's remedies.
 at::Tensor glvq_inverse_cholesky(const at::Tensor& H, double damp, const std::string& name);
 /// F = blockdiag_b(U)^-1 U, [in, in] float (BLOCK divides in).
 at::Tensor glvq_feedback_matrix(const at::Tensor& U, int64_t block);

@@ -1,7 +1,7 @@
 #include "quant/gptq.h"
 
 #include "common/error.h"
-#include "common/log.h"
+#include "quant/damped_cholesky.h"
 #include "quant/rtn.h"
 
 #include <algorithm>
@@ -14,29 +14,6 @@ namespace glvq {
 namespace {
 
 constexpr int64_t kBlock = 128;  // lazy-batch width of the reference implementation
-constexpr int kDampRetries = 4;
-
-/// Upper Cholesky factor of (H + damp I)^-1, float on H's device; H is double.
-at::Tensor inverse_hessian_factor(const at::Tensor& H, double damp_rel, const std::string& name) {
-  const double mean_diag = H.diagonal().mean().item<double>();
-  double damp = damp_rel;
-  for (int attempt = 0;; ++attempt) {
-    at::Tensor Hd = H.clone();
-    Hd.diagonal().add_(damp * mean_diag);
-    auto [L, info] = at::linalg_cholesky_ex(Hd);
-    if (info.item<int64_t>() == 0) {
-      auto [U, info2] = at::linalg_cholesky_ex(at::cholesky_inverse(L), /*upper=*/true);
-      if (info2.item<int64_t>() == 0) return U.to(at::kFloat);
-    }
-    GLVQ_CHECK(attempt < kDampRetries,
-               "layer {}: H + damp * mean(diag H) * I is not positive definite even at damp = {} "
-               "(quant.gptq.damp = {}); the calibration statistics are degenerate: collect more samples",
-               name, damp, damp_rel);
-    const double next = damp > 0 ? damp * 10 : 1e-4;
-    log_warn("layer {}: GPTQ Cholesky failed at damp = {}; retrying with damp = {}", name, damp, next);
-    damp = next;
-  }
-}
 
 }  // namespace
 
@@ -74,7 +51,7 @@ QuantizedLinear gptq_quantize_weight(const at::Tensor& W_in, const at::Tensor& H
     H = H.index_select(0, p).index_select(1, p);
   }
 
-  at::Tensor Hinv = inverse_hessian_factor(H, cfg.damp, name);
+  at::Tensor Hinv = damped_inverse_cholesky(H, cfg.damp, name, "collect more samples (calib.samples)");
   at::Tensor Q = at::empty({out, in}, W.options());  // integer codes, quantization order
   at::Tensor Err1 = at::empty({out, kBlock}, W.options());
 

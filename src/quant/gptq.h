@@ -7,8 +7,8 @@
 /// act-order = columns in order of descending diag(H) (ties: lower index
 /// first); static groups = each group's grid computed from the original W
 /// before any update. Two deliberate differences: the Cholesky factorizations
-/// run in double, and if they fail the dampening grows x10 (up to 4 times,
-/// with a warning) instead of aborting.
+/// run in double, and if they fail the dampening is retried (damped_cholesky.h:
+/// 0 -> 1e-4, then x10, up to 4 times, with a warning) instead of aborting.
 ///
 /// The result is stored in the RTN format (rtn.h): codes in the original column
 /// order, scale/zero per original group, so grid_dequantize serves both.
