@@ -1,14 +1,20 @@
 // GLVQ end to end on one synthetic layer: learning beats its Cholesky init,
-// the stored arrays rebuild exactly what quantize() scored, the storage is
-// what the arrays say, and a fixed seed gives the same bytes.
+// the reported loss is that of the stored arrays decoded by the test, the
+// hand-written gradients match finite differences, the storage is what the
+// arrays say, and a fixed seed gives the same bytes.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "quant/glvq.h"
 #include "quant/glvq_codec.h"
+#include "quant/glvq_learn.h"
+
+#include "glvq_ref64.h"
 
 namespace glvq {
 namespace {
@@ -63,32 +69,131 @@ TEST(GlvqLearn, LearningBeatsTheCholeskyInit) {
   EXPECT_LT(q.loss, 0.95 * q.loss_init);
 }
 
-TEST(GlvqLearn, DequantizeReproducesTheScoredWeight) {
+TEST(GlvqLearn, ReportedLossIsThatOfTheStoredArrays) {
+  // q.loss (what the report shows and what picks the better of init and learned)
+  // against the stored arrays decoded in double by the test's own decoder
+  // (tests/glvq_ref64.h: bit unpacking, G (z + 1/2), Sylvester Hadamard).
   at::Tensor W, H;
   synthetic_layer(128, 256, kSeed + 1, W, H);
   for (bool inc : {false, true}) {
     for (bool ef : {false, true}) {
+      SCOPED_TRACE(std::string("incoherence ") + (inc ? "on" : "off") + ", feedback " + (ef ? "on" : "off"));
       GlvqOptions o = small_options();
       o.cfg.iters = 10;
       o.cfg.incoherence = inc;
       o.cfg.error_feedback = ef;
       const QuantizedLinear q = glvq_quantize_layer(W, H, "layer", o);
+      const at::Tensor W_ref = ref64::dequantize(q);
       const at::Tensor W_hat = glvq_dequantize(q);
       ASSERT_EQ(W_hat.sizes(), W.sizes());
-      EXPECT_NEAR(layer_loss(W, W_hat, H), q.loss, 1e-6 * q.loss) << "incoherence " << inc << " feedback " << ef;
-      // Independent check of the codec path: decode by hand from the arrays (no incoherence).
-      if (!inc) {
-        GlvqLayout L{q.out, q.in, 8, 64};
-        const at::Tensor G = q.arrays.at("G").to(at::kFloat).contiguous();
-        const at::Tensor Ginv = at::linalg_inv(G.to(at::kDouble)).to(at::kFloat).contiguous();
-        const at::Tensor mu = q.arrays.at("mu").to(at::kFloat).contiguous();
-        const at::Tensor s = q.arrays.at("scale").to(at::kFloat).contiguous();
-        const GlvqGroupParams p{q.arrays.at("bits").data_ptr<uint8_t>(), s.data_ptr<float>(), mu.data_ptr<float>(),
-                                G.data_ptr<float>(), Ginv.data_ptr<float>()};
-        at::Tensor D = at::empty({q.out, q.in});
-        glvq_decode_ref(L, p, q.arrays.at("codes").data_ptr<uint8_t>(), D.data_ptr<float>());
-        EXPECT_TRUE(at::equal(D, W_hat));
+      EXPECT_LT((W_hat.to(at::kDouble) - W_ref).abs().max().item<double>(), 1e-6 * W_ref.abs().max().item<double>());
+      const double ref = ref64::loss(W, W_ref, H);
+      EXPECT_NEAR(q.loss, ref, 1e-5 * ref);
+      EXPECT_LT(q.loss, q.loss_init);
+    }
+  }
+}
+
+/// The learner's objective for fixed codes, written out in double: per group
+/// sum_vectors e A e^T / loss0 + lambda ||G - G0||^2 / ||G0||^2 with the
+/// reconstruction w' = c^-1(G (z + 1/2)) of ref64::expand.
+double objective(const at::Tensor& W, const at::Tensor& A, const at::Tensor& Z, const at::Tensor& G,
+                 const at::Tensor& mu, const at::Tensor& s, const at::Tensor& loss0, const at::Tensor& G0,
+                 double lambda, bool companding) {
+  const int64_t B = W.size(0), out = W.size(1), gs = W.size(2), d = G.size(1);
+  auto w = W.accessor<double, 3>(), a = A.accessor<double, 3>(), z = Z.accessor<double, 3>();
+  auto g = G.accessor<double, 3>(), g0 = G0.accessor<double, 3>();
+  auto mu_b = mu.accessor<double, 1>(), s_b = s.accessor<double, 1>(), l0 = loss0.accessor<double, 1>();
+  double f = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<double> e(static_cast<size_t>(gs));
+    double loss = 0;
+    for (int64_t r = 0; r < out; ++r) {
+      for (int64_t v = 0; v < gs / d; ++v) {
+        for (int64_t i = 0; i < d; ++i) {
+          double u = 0;
+          for (int64_t j = 0; j < d; ++j) u += g[b][i][j] * (z[b][r * (gs / d) + v][j] + 0.5);
+          e[v * d + i] = w[b][r][v * d + i] - ref64::expand(u, s_b[b], companding ? mu_b[b] : 0.0);
+        }
       }
+      for (int64_t i = 0; i < gs; ++i)
+        for (int64_t j = 0; j < gs; ++j) loss += e[i] * a[b][i][j] * e[j];
+    }
+    double pen = 0, n0 = 0;
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t j = 0; j < d; ++j) {
+        pen += (g[b][i][j] - g0[b][i][j]) * (g[b][i][j] - g0[b][i][j]);
+        n0 += g0[b][i][j] * g0[b][i][j];
+      }
+    f += loss / l0[b] + lambda * pen / n0;
+  }
+  return f;
+}
+
+TEST(GlvqLearn, GradientsMatchFiniteDifferences) {
+  // glvq_learn_gradient (hand-written d/dG, d/dmu) against central differences
+  // of the objective above, in double, with and without companding.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(kSeed + 5);
+  std::printf("seed %lu\n", static_cast<unsigned long>(kSeed + 5));
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const int64_t B = 3, out = 4, gs = 16, d = 8, M = out * gs / d;
+  const at::Tensor W = at::randn({B, out, gs}, gen, f64) * 0.3;
+  const at::Tensor X = at::randn({B, 3 * gs, gs}, gen, f64);
+  const at::Tensor A = at::bmm(X.transpose(1, 2), X) / (3.0 * gs);
+  const at::Tensor Z = at::randint(-2, 2, {B, M, d}, gen, f64);  // codes of 2 bits
+  const at::Tensor G0 = at::eye(d, f64).expand({B, d, d}) * 0.2 + at::randn({B, d, d}, gen, f64) * 0.03;
+  const at::Tensor G = G0 + at::randn({B, d, d}, gen, f64) * 0.02;
+  const at::Tensor s = at::rand({B}, gen, f64) + 0.5;
+  const at::Tensor mu = at::rand({B}, gen, f64) * 100 + 20;
+  const at::Tensor loss0 = at::rand({B}, gen, f64) + 0.5;
+  const double lambda = 0.3;
+  for (bool companding : {false, true}) {
+    SCOPED_TRACE(companding ? "companding" : "no companding");
+    auto f = [&](const at::Tensor& Gx, const at::Tensor& mux) {
+      return objective(W, A, Z, Gx, mux, s, loss0, G0, lambda, companding);
+    };
+    // E A with E from the same reconstruction as the objective.
+    at::Tensor E = at::empty_like(W);
+    {
+      const at::Tensor U = at::matmul(Z + 0.5, G.transpose(1, 2)).reshape({B, out, gs});
+      auto u = U.accessor<double, 3>();
+      auto e = E.accessor<double, 3>();
+      auto w = W.accessor<double, 3>();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t r = 0; r < out; ++r)
+          for (int64_t i = 0; i < gs; ++i)
+            e[b][r][i] = w[b][r][i] - ref64::expand(u[b][r][i], s[b].item<double>(),
+                                                    companding ? mu[b].item<double>() : 0.0);
+    }
+    const GlvqLearnGrad g = glvq_learn_gradient(at::bmm(E, A), Z, G, mu, s, loss0, G0, lambda, companding);
+    ASSERT_EQ(g.dG.sizes(), G.sizes());
+    const double h = 1e-6;
+    at::Tensor fd = at::empty_like(G);
+    for (int64_t i = 0; i < G.numel(); ++i) {
+      at::Tensor Gp = G.clone(), Gm = G.clone();
+      Gp.view(-1)[i] += h;
+      Gm.view(-1)[i] -= h;
+      fd.view(-1)[i] = (f(Gp, mu) - f(Gm, mu)) / (2 * h);
+    }
+    const double scale_g = fd.abs().max().item<double>();
+    std::printf("d/dG: max |fd| %.4g, max |analytic - fd| %.3g\n", scale_g,
+                (g.dG - fd).abs().max().item<double>());
+    EXPECT_GT(scale_g, 1e-2);
+    EXPECT_LT((g.dG - fd).abs().max().item<double>(), 1e-6 * scale_g);
+    if (!companding) {
+      EXPECT_FALSE(g.dmu.defined());
+      continue;
+    }
+    ASSERT_TRUE(g.dmu.defined());
+    for (int64_t b = 0; b < B; ++b) {
+      const double hm = 1e-5 * mu[b].item<double>();
+      at::Tensor mp = mu.clone(), mm = mu.clone();
+      mp[b] += hm;
+      mm[b] -= hm;
+      const double fdm = (f(G, mp) - f(G, mm)) / (2 * hm), an = g.dmu[b].item<double>();
+      std::printf("d/dmu[%ld]: fd %.6g analytic %.6g\n", static_cast<long>(b), fdm, an);
+      EXPECT_GT(std::abs(fdm), 1e-6);
+      EXPECT_NEAR(an, fdm, 1e-6 * std::abs(fdm));
     }
   }
 }

@@ -138,6 +138,7 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
   const bool in_group = o.feedback_block < gs;
   at::Tensor W = Wp.to(at::kFloat).clone();
   enc.targets = at::empty({B, L.out, gs}, W.options());
+  enc.errors = at::empty({B, L.out, gs}, W.options());
   at::Tensor Z = at::empty({B, L.out * (gs / L.dim), L.dim}, W.options());
   for (int64_t g = 0; g < B; ++g) {
     const int64_t c0 = g * gs, c1 = c0 + gs;
@@ -148,6 +149,7 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
     const at::Tensor Fg = in_group ? o.F_full.slice(0, c0, c1).slice(1, c0, c1).unsqueeze(0) : at::Tensor();
     const GlvqGroupCodes c = glvq_quantize_groups(T, pg, o.companding, r, Fg);
     Z.select(0, g).copy_(c.Z.squeeze(0));
+    enc.errors.select(0, g).copy_(c.E.squeeze(0));
     if (c1 < L.in) W.slice(1, c1, L.in).sub_(at::mm(c.E.squeeze(0), o.F_full.slice(0, c0, c1).slice(1, c1, L.in)));
   }
   enc.codes = pack_codes(L, Z, hp.bits.data_ptr<uint8_t>());

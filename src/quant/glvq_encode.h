@@ -36,6 +36,10 @@ struct GlvqEncodeOptions {
 struct GlvqEncoded {
   at::Tensor codes;    ///< uint8 [bytes] on the CPU, glvq_codec layout
   at::Tensor targets;  ///< [B, out, gs] each group's target when it was encoded (W' itself without feedback)
+  /// With feedback: [B, out, gs] the error of every vector against the target it
+  /// was rounded from (after the errors fed to it from the left, also inside its
+  /// group), whose block losses sum to the layer's (glvq_feedback.h). Undefined without.
+  at::Tensor errors;
 };
 
 /// Encodes WP [out, in] (the transformed weight, any device) in groups of GS

@@ -31,13 +31,38 @@ struct Adam {
 
 }  // namespace
 
+GlvqLearnGrad glvq_learn_gradient(const at::Tensor& EA, const at::Tensor& Z, const at::Tensor& G, const at::Tensor& mu,
+                                  const at::Tensor& scale, const at::Tensor& loss0, const at::Tensor& G0, double lambda,
+                                  bool companding) {
+  const int64_t B = EA.size(0), d = G.size(1);
+  // d objective / d W_hat = -2 E A / loss0, then through c^-1 and G (z + 1/2).
+  const at::Tensor T = Z + 0.5;                    // [B, M, d]
+  const at::Tensor Uh = glvq_lattice_point(Z, G);  // [B, M, d]
+  const at::Tensor R = (EA * (-2.0 / loss0).reshape({B, 1, 1})).reshape({B, -1, d});
+  const at::Tensor s = scale.reshape({B, 1, 1});
+  GlvqLearnGrad g;
+  at::Tensor gU;
+  if (companding) {
+    // w = sign(u) s ((1 + mu)^|u| - 1) / mu.
+    const at::Tensor m = mu.reshape({B, 1, 1}), lm = at::log1p(m);
+    const at::Tensor a = Uh.abs(), ex = at::exp(a * lm);
+    gU = R * (s * lm / m) * ex;
+    const at::Tensor dw_dmu = at::sign(Uh) * s * (a * ex / ((1 + m) * m) - (ex - 1) / (m * m));
+    g.dmu = (R * dw_dmu).sum({1, 2});
+  } else {
+    gU = R * s;
+  }
+  g.dG = at::bmm(gU.transpose(1, 2), T);
+  if (lambda > 0) g.dG = g.dG + (G - G0) * (2.0 * lambda) / G0.square().sum({1, 2}).clamp_min(1e-30).reshape({B, 1, 1});
+  return g;
+}
+
 GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::Tensor& F, const GlvqParams& init,
                            const GlvqLearnOptions& opt) {
-  const int64_t B = Wg.size(0), out = Wg.size(1), gs = Wg.size(2), d = init.G.size(1);
+  const int64_t B = Wg.size(0);
   const at::Tensor G0 = init.G;
   // Work in units of each group's G0 so that one learning rate fits every layer.
   const at::Tensor sig0 = at::linalg_svdvals(G0).amax(1).clamp_min(1e-30).reshape({B, 1, 1});
-  const at::Tensor g0_norm2 = G0.square().sum({1, 2}).clamp_min(1e-30).reshape({B, 1, 1});
   at::Tensor P = G0 / sig0;
   at::Tensor theta;
   Adam adam_p, adam_t;
@@ -84,26 +109,13 @@ GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::
 
     // Cosine decay: early steps move G far, late ones polish (the best iterate is kept).
     const double lr = opt.cosine ? opt.lr * 0.5 * (1 + std::cos(kPi * it / std::max(opt.iters, 1))) : opt.lr;
-    // d objective / d W_hat = -2 E A / loss0, then through c^-1 and G (z + 1/2).
-    const at::Tensor T = c.Z + 0.5;                    // [B, M, d]
-    const at::Tensor Uh = glvq_lattice_point(c.Z, G);  // [B, M, d]
-    const at::Tensor R = (EA * (-2.0 / loss0).reshape({B, 1, 1})).reshape({B, out * gs / d, d});
-    const at::Tensor s = init.scale.reshape({B, 1, 1});
-    at::Tensor gU;
+    const GlvqLearnGrad g = glvq_learn_gradient(EA, c.Z, G, mu, init.scale, loss0, G0, opt.lambda, opt.companding);
     if (opt.companding) {
-      const at::Tensor m = mu.reshape({B, 1, 1}), lm = at::log1p(m);
-      const at::Tensor a = Uh.abs(), ex = at::exp(a * lm);
-      gU = R * (s * lm / m) * ex;
-      const at::Tensor dw_dmu = at::sign(Uh) * s * (a * ex / ((1 + m) * m) - (ex - 1) / (m * m));
+      // mu = 10 + 245 sigmoid(theta).
       const at::Tensor sg = at::sigmoid(theta);
-      const at::Tensor g_theta = (R * dw_dmu).sum({1, 2}) * (kMuSpan * sg * (1 - sg));
-      adam_t.step(theta, g_theta, lr);
-    } else {
-      gU = R * s;
+      adam_t.step(theta, g.dmu * (kMuSpan * sg * (1 - sg)), lr);
     }
-    at::Tensor gG = at::bmm(gU.transpose(1, 2), T);
-    if (opt.lambda > 0) gG = gG + (G - G0) * (2.0 * opt.lambda) / g0_norm2;
-    adam_p.step(P, gG * sig0, lr);
+    adam_p.step(P, g.dG * sig0, lr);
 
     // Spectral projection: singular values of P (= G / sigma_max(G0)) into [sigma_min, sigma_max].
     auto [Us, S, Vh] = at::linalg_svd(P, /*full_matrices=*/false);

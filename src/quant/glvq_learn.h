@@ -34,6 +34,19 @@ struct GlvqLearnResult {
   std::vector<double> history;  ///< summed loss at every evaluated iterate
 };
 
+/// Gradient of the objective above for one step, codes Z [B, M, d] fixed:
+/// EA = E A ([B, out, gs]) with E = W - c^-1(G (Z + 1/2)) (vectors of d
+/// consecutive columns, row by row), LOSS0 [B] the per-group normaliser,
+/// G0 the penalty's centre, SCALE / MU [B] the companding parameters (MU
+/// ignored when COMPANDING is off). Returns d/dG [B, d, d] and d/dmu [B]
+/// (undefined without companding). Any float dtype (the tests use double).
+struct GlvqLearnGrad {
+  at::Tensor dG, dmu;
+};
+GlvqLearnGrad glvq_learn_gradient(const at::Tensor& EA, const at::Tensor& Z, const at::Tensor& G, const at::Tensor& mu,
+                                  const at::Tensor& scale, const at::Tensor& loss0, const at::Tensor& G0, double lambda,
+                                  bool companding);
+
 /// Learns from INIT for the groups WG [B, out, gs] with metrics A [B, gs, gs];
 /// F ([B, gs, gs] or undefined) is the in-group error feedback used when re-rounding.
 GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::Tensor& F, const GlvqParams& init,
