@@ -64,7 +64,7 @@ TEST(GlvqFeedback, FactorsMatchTheirDefinitionsFromH) {
   ASSERT_EQ(U.scalar_type(), at::kFloat);
   const at::Tensor Ud = U.to(at::kDouble);
   EXPECT_TRUE(at::equal(Ud, Ud.triu()));
-  EXPECT_LT(rel_err(at::mm(Ud.t(), Ud), at::linalg_inv(Hd)), 1e-5);
+  EXPECT_LT(rel_err(at::mm(Ud.t(), Ud), at::linalg_inv(Hd)), 1e-4);  // U is float
   for (int64_t block : {int64_t{8}, int64_t{32}}) {
     SCOPED_TRACE("block " + std::to_string(block));
     const at::Tensor F = glvq_feedback_matrix(U, block).to(at::kDouble);
@@ -74,7 +74,9 @@ TEST(GlvqFeedback, FactorsMatchTheirDefinitionsFromH) {
     // F is block upper triangular with identity diagonal blocks, and F Hd F^T = blockdiag(D).
     for (int64_t p = 0; p < in / block; ++p) {
       const at::Tensor row = F.slice(0, p * block, (p + 1) * block);
-      EXPECT_EQ(row.slice(1, 0, p * block).abs().max().item<double>(), 0.0) << "block row " << p;
+      if (p > 0) {
+        EXPECT_TRUE(at::equal(row.slice(1, 0, p * block), at::zeros({block, p * block}, at::kDouble)));
+      }
       EXPECT_LT((row.slice(1, p * block, (p + 1) * block) - at::eye(block, at::kDouble)).abs().max().item<double>(),
                 1e-5);
     }
@@ -135,7 +137,9 @@ TEST(GlvqFeedback, EncoderErrorsSumToTheLayerLoss) {
       EXPECT_GT((e[e.size(0) - 1] - (Wp.to(at::kDouble) - W_hat).slice(1, in - fb, in)).abs().max().item<double>(),
                 1e-3);
       // Each group's recorded target is what its errors were measured against.
-      if (fb == gs) EXPECT_LT(rel_err(enc.targets - enc.errors, glvq_group_view(W_hat, gs)), 1e-5);
+      if (fb == gs) {
+        EXPECT_LT(rel_err(enc.targets - enc.errors, glvq_group_view(W_hat, gs)), 1e-5);
+      }
       EXPECT_LT(lhs, plain_loss);
     }
   }
