@@ -196,10 +196,19 @@ SynthShape synth_llama2_70b(int blocks) {
   return s;
 }
 
-std::vector<std::string> synth_preset_names() { return {"llama2-70b"}; }
+std::vector<std::string> synth_preset_names() { return {"llama2-70b", "llama2-7b"}; }
 
 SynthShape synth_preset(const std::string& name, int blocks) {
   if (name == "llama2-70b") return synth_llama2_70b(blocks);
+  if (name == "llama2-7b") {
+    SynthShape s;  // Llama-2-7B: multi-head attention (32 KV heads), 11008-wide MLP
+    s.hidden = 4096;
+    s.intermediate = 11008;
+    s.heads = 32;
+    s.kv_heads = 32;
+    s.blocks = blocks;
+    return s;
+  }
   throw UsageError(fmt::format("glvq-synth: unknown --preset '{}': known presets are {}", name,
                                fmt::join(synth_preset_names(), ", ")),
                    __FILE__, __LINE__);

@@ -26,7 +26,7 @@ struct SynthShape {
 /// Llama-2-70B's shape with K blocks.
 SynthShape synth_llama2_70b(int blocks);
 
-/// The names synth_preset knows ("llama2-70b").
+/// The names synth_preset knows ("llama2-70b", "llama2-7b").
 std::vector<std::string> synth_preset_names();
 
 /// The shape of preset NAME with K blocks; throws UsageError listing the

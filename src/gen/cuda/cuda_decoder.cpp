@@ -1,0 +1,95 @@
+// The CUDA decoder: weights on the GPU, one stream, the decode step captured once.
+#include "common/error.h"
+#include "gen/cuda/cuda_state.h"
+
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+
+namespace glvq {
+
+std::unique_ptr<Decoder::CudaState> cuda_state_new(bool graph) {
+  int n = 0;
+  GLVQ_CHECK(cudaGetDeviceCount(&n) == cudaSuccess && n > 0, "--device cuda: no CUDA device is visible");
+  return std::make_unique<Decoder::CudaState>(graph);
+}
+
+void cuda_on_stream(Decoder::CudaState& st, const std::function<void()>& f) {
+  c10::cuda::CUDAStreamGuard guard(st.stream);
+  f();
+}
+
+void cuda_build_weights(const GenModel& m, bool dense, GenWeights& w, Decoder::CudaState& st) {
+  cuda_on_stream(st, [&]() {
+    const LlamaConfig& c = m.config();
+    const at::Device dev = st.device();
+    const std::vector<int64_t> hid = {c.hidden}, emb = {c.vocab, c.hidden};
+    w.embed = m.tensor("model.embed_tokens.weight", emb).to(dev, at::kHalf);
+    w.norm = m.tensor("model.norm.weight", hid).to(dev);
+    w.lm_head = m.lm_head().to(dev, at::kHalf);
+    for (int b = 0; b < c.n_layers; ++b) {
+      GenBlock blk;
+      blk.input_norm = m.tensor(fmt::format("model.layers.{}.input_layernorm.weight", b), hid).to(dev);
+      blk.post_norm = m.tensor(fmt::format("model.layers.{}.post_attention_layernorm.weight", b), hid).to(dev);
+      for (int l = 0; l < kNumLinears; ++l) blk.lin[l] = cuda_make_linear(m.layer(b, static_cast<Linear>(l)), dense, st);
+      w.blocks.push_back(std::move(blk));
+    }
+    st.stream.synchronize();
+  });
+}
+
+void cuda_state_reset(Decoder::CudaState& st) {
+  st.graph.reset();
+  st.tok = at::Tensor();
+  st.qpos = at::Tensor();
+  st.logits = at::Tensor();
+}
+
+at::Tensor cuda_forward(Decoder::CudaState& st, const GenWeights& w, KvCache& cache, const at::Tensor& tokens,
+                        int64_t pos, bool all_logits) {
+  c10::cuda::CUDAStreamGuard guard(st.stream);
+  const at::Device dev = st.device();
+  const int64_t B = tokens.size(0), n = tokens.size(1);
+  if (n > 1 || all_logits || !st.graph_enabled) {
+    const at::Tensor qpos = at::arange(pos, pos + n, at::TensorOptions().dtype(at::kLong).device(dev));
+    return gen_forward(w, cache, tokens.to(dev), qpos, pos + n, all_logits);
+  }
+  // A decode step with static shapes: attention reads the whole cache, masked past qpos.
+  if (!st.tok.defined()) {
+    st.tok = at::empty({B, 1}, at::TensorOptions().dtype(at::kLong).device(dev));
+    st.qpos = at::empty({1}, at::TensorOptions().dtype(at::kLong).device(dev));
+  }
+  st.tok.copy_(tokens);
+  st.qpos.fill_(pos);
+  if (st.graph) {
+    st.graph->replay();
+    return st.logits;
+  }
+  // The first step runs eagerly (it also warms up cuBLAS and the kernels' one-time
+  // set-up), then the same step is captured for the next ones.
+  at::Tensor first = gen_forward(w, cache, st.tok, st.qpos, cache.max_len, false);
+  st.stream.synchronize();
+  st.graph = std::make_unique<at::cuda::CUDAGraph>();
+  st.graph->capture_begin();
+  st.logits = gen_forward(w, cache, st.tok, st.qpos, cache.max_len, false);
+  st.graph->capture_end();
+  return first;
+}
+
+void cuda_synchronize(Decoder::CudaState& st) { st.stream.synchronize(); }
+
+int64_t cuda_free_bytes() {
+  c10::cuda::CUDACachingAllocator::emptyCache();
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) return -1;
+  return int64_t(free);
+}
+
+std::string cuda_device_name() {
+  cudaDeviceProp p{};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess) return "cuda";
+  return p.name;
+}
+
+}  // namespace glvq
