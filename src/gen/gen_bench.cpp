@@ -145,19 +145,23 @@ std::vector<BenchRow> run_bench(const GenModel& model, const BenchOptions& opt,
   return rows;
 }
 
+std::string params_text(int64_t n) {
+  return n >= 1000000000 ? fmt::format("{:.2f} B", n / 1e9) : fmt::format("{:.2f} M", n / 1e6);
+}
+
 std::string bench_markdown(const std::vector<BenchRow>& rows) {
   std::string s =
       "| model | size GiB | bits/weight | params | device | weights | test | t/s | GB/s | % of copy bound |\n"
       "|---|---|---|---|---|---|---|---|---|---|\n";
   for (const BenchRow& r : rows) {
     if (!r.note.empty()) {
-      s += fmt::format("| {} | {:.2f} | {:.2f} | {:.2f} B | {} | {} | - | {} | | |\n", r.model, r.size_gib,
-                       r.bits_per_weight, r.params / 1e9, r.device, r.path, r.note);
+      s += fmt::format("| {} | {:.2f} | {:.2f} | {} | {} | {} | - | {} | | |\n", r.model, r.size_gib,
+                       r.bits_per_weight, params_text(r.params), r.device, r.path, r.note);
       continue;
     }
     const bool tg = r.step_bytes > 0;
-    s += fmt::format("| {} | {:.2f} | {:.2f} | {:.2f} B | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} |\n", r.model,
-                     r.size_gib, r.bits_per_weight, r.params / 1e9, r.device, r.path, r.test, r.mean, r.stddev,
+    s += fmt::format("| {} | {:.2f} | {:.2f} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} | {} |\n", r.model,
+                     r.size_gib, r.bits_per_weight, params_text(r.params), r.device, r.path, r.test, r.mean, r.stddev,
                      tg ? fmt::format("{:.0f}", r.gbps) : "", tg ? fmt::format("{:.0f}%", 100 * r.mean / r.bound_tps) : "");
   }
   if (!rows.empty()) s += fmt::format("\ndevice copy (read + write): {:.0f} GB/s\n", rows.front().copy_gbps);

@@ -1,0 +1,193 @@
+// glvq-generate's CUDA path against its CPU path (fp32, itself tested against the LibTorch
+// forward in tests/test_gen_forward.cpp) on tiny-llama quantized with GLVQ in the test:
+// logits at every prompt position and for 64 graph-replayed decode steps within fp16
+// tolerance; the incoherence kernel against glvq_orth_apply; a shaped-code layer falls
+// back to dense fp16 and still agrees. Run by the lead on the GPU machine:
+//   build/glvq_gpu_tests --gtest_filter='GenCuda*'
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <gtest/gtest.h>
+
+#include "ckpt/checkpoint.h"
+#include "gen/decoder.h"
+#include "gen/gen_model.h"
+#include "glvq_test_util.h"
+#include "model/model_files.h"
+#include "nn/llama.h"
+#include "quant/glvq.h"
+#include "quant/glvq_hadamard.h"
+
+#ifdef GLVQ_WITH_TORCH_CUDA
+#include "glvq_orth.cuh"
+#endif
+
+#include <filesystem>
+#include <unistd.h>
+
+namespace glvq {
+namespace {
+
+#ifdef GLVQ_WITH_TORCH_CUDA
+const char* kModel = GLVQ_SOURCE_DIR "/models/tiny-llama";
+
+/// tiny-llama quantized with GLVQ (2 bits, d = 8, incoherence, 10 steps) on the GPU;
+/// SHAPED_LAYER (a tensor name, may be empty) with the shaped code.
+std::string write_glvq_tiny(const std::string& dir, const std::string& shaped_layer) {
+  c10::NoGradGuard ng;
+  ModelFiles files(kModel);
+  const LlamaConfig cfg = load_llama_config(kModel);
+  const std::string path = dir + "/model.glvq.h5";
+  CheckpointWriter w(path);
+  at::manual_seed(7);
+  for (int b = 0; b < cfg.n_layers; ++b) {
+    const BlockWeights bw = load_block(files, cfg, b, at::Device(at::kCUDA, 0));
+    for (int l = 0; l < kNumLinears; ++l) {
+      const std::string name = linear_tensor_name(b, static_cast<Linear>(l));
+      const at::Tensor X = at::randn({1024, bw.w[l].size(1)}, bw.w[l].options());
+      GlvqOptions o;
+      o.cfg.iters = 10;
+      o.bits = 2.0;
+      if (name == shaped_layer) o.cfg.code = "shaped";
+      w.add_layer(name, glvq_quantize_layer(bw.w[l], X.t().matmul(X) / 1024, name, o));
+    }
+  }
+  for (const std::string& n : unquantized_tensor_names(cfg, files)) w.add_tensor(files.get(n));
+  CheckpointInfo info;
+  info.model_config = cfg.raw.dump(2);
+  info.config = nlohmann::json{{"model", {{"path", kModel}}}}.dump();
+  info.method = "glvq";
+  w.finish(info);
+  return path;
+}
+
+struct TmpDir {
+  std::string path;
+  TmpDir() {
+    char t[] = "/tmp/glvq-gen-gpu-XXXXXX";
+    path = ::mkdtemp(t);
+  }
+  ~TmpDir() { std::filesystem::remove_all(path); }
+};
+
+double max_rel(const at::Tensor& got, const at::Tensor& ref) {
+  return (got.cpu() - ref.cpu()).abs().max().item<double>() / std::max(1.0, ref.abs().max().item<double>());
+}
+
+/// Prompt logits and 64 decode steps of DEC against CPU, both fed the CPU's greedy tokens.
+void compare_with_cpu(Decoder& gpu, Decoder& cpu, double tol, const std::string& what) {
+  std::vector<int64_t> prompt = {1};
+  for (int i = 0; i < 40; ++i) prompt.push_back(100 + 37 * i % 3000);
+  const at::Tensor p = at::tensor(prompt, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  gpu.reset(1, 41 + 64);
+  cpu.reset(1, 41 + 64);
+  const at::Tensor rg = gpu.forward(p, true), rc = cpu.forward(p, true);
+  EXPECT_LE(max_rel(rg, rc), tol) << what << ": prompt logits";
+  at::Tensor last_c = rc[0][-1];
+  int agree = 0, decisive = 0;
+  for (int step = 0; step < 64; ++step) {
+    const int64_t next = last_c.argmax().item<int64_t>();
+    const at::Tensor t = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor lg = gpu.forward(t)[0].cpu();  // copied before the next replay overwrites it
+    last_c = cpu.forward(t)[0];
+    EXPECT_LE(max_rel(lg, last_c), tol) << what << ": decode step " << step;
+    const auto top2 = last_c.topk(2);
+    const double margin = (std::get<0>(top2)[0] - std::get<0>(top2)[1]).item<double>();
+    if (margin > 4 * tol * std::max(1.0, last_c.abs().max().item<double>())) {
+      ++decisive;
+      agree += lg.argmax().item<int64_t>() == last_c.argmax().item<int64_t>();
+    }
+  }
+  EXPECT_EQ(agree, decisive) << what << ": greedy choices with a clear margin must agree";
+}
+#endif
+
+TEST(GenCuda, IncoherenceKernelMatchesReference) {
+#ifndef GLVQ_WITH_TORCH_CUDA
+  GTEST_SKIP() << "built without the CUDA decoder";
+#else
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const at::Device gpu(at::kCUDA, 0);
+  for (int64_t n : {96, 384, 1024, 11008, 28672}) {  // m = 3, 3, 1, 43, 7
+    for (bool transpose : {false, true}) {
+      at::manual_seed(n);
+      const at::Tensor x = at::randn({5, n}).to(at::kHalf);
+      const at::Tensor signs = glvq_random_signs(n, 11);
+      const at::Tensor ref = transpose ? glvq_orth_apply_t(x.to(at::kDouble), signs.to(at::kDouble))
+                                       : glvq_orth_apply(x.to(at::kDouble), signs.to(at::kDouble));
+      int64_t p = 1;
+      while (n % (2 * p) == 0) p *= 2;
+      const int64_t m = n / p;
+      // C as glvq_hadamard.cpp builds it: rows of the orthonormal DCT-II
+      std::vector<float> c(size_t(m * m));
+      for (int64_t k = 0; k < m; ++k)
+        for (int64_t j = 0; j < m; ++j)
+          c[k * m + j] = float(std::sqrt((k == 0 ? 1.0 : 2.0) / m) * std::cos(M_PI * (j + 0.5) * k / m));
+      const at::Tensor C = at::from_blob(c.data(), {m * m}, at::kFloat).clone().to(gpu);
+      const at::Tensor xd = x.to(gpu), sd = signs.to(gpu);
+      at::Tensor y = at::empty_like(xd);
+      ASSERT_EQ(glvq_orth_launch(reinterpret_cast<const __half*>(xd.data_ptr<at::Half>()), n,
+                                 reinterpret_cast<__half*>(y.data_ptr<at::Half>()), n, 5, n, m, sd.data_ptr<float>(),
+                                 m > 1 ? C.data_ptr<float>() : nullptr, transpose, nullptr),
+                cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const double err = (y.cpu().to(at::kDouble) - ref).abs().max().item<double>();
+      EXPECT_LE(err, 2e-3 * ref.abs().max().item<double>()) << "n " << n << " transpose " << transpose;
+    }
+  }
+#endif
+}
+
+TEST(GenCuda, FusedDecoderMatchesCpuPath) {
+#ifndef GLVQ_WITH_TORCH_CUDA
+  GTEST_SKIP() << "built without the CUDA decoder";
+#else
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  c10::NoGradGuard ng;
+  TmpDir dir;
+  const std::string ck = write_glvq_tiny(dir.path, "");
+  GenModel m(ck);
+  DecoderOptions co, go;
+  go.device = "cuda";
+  Decoder cpu(m, co), gpu(m, go);
+  EXPECT_EQ(gpu.linear_kinds(), "42 glvq fused");
+  compare_with_cpu(gpu, cpu, 1e-2, "fused, graph");
+  DecoderOptions ng_opt = go;
+  ng_opt.cuda_graph = false;
+  Decoder eager(m, ng_opt);
+  compare_with_cpu(eager, cpu, 1e-2, "fused, no graph");
+  DecoderOptions dense = go;
+  dense.dense = true;
+  Decoder fp16(m, dense);
+  EXPECT_EQ(fp16.linear_kinds(), "42 dense fp16");
+  compare_with_cpu(fp16, cpu, 1e-2, "dense fp16");
+  // batch 4: each sequence as alone
+  gpu.reset(4, 16);
+  cpu.reset(1, 16);
+  const at::Tensor toks = at::randint(0, 4096, {4, 8}, at::TensorOptions().dtype(at::kLong));
+  const at::Tensor lg = gpu.forward(toks, true);
+  for (int b = 0; b < 4; ++b) {
+    cpu.reset(1, 16);
+    EXPECT_LE(max_rel(lg[b], cpu.forward(toks.narrow(0, b, 1), true)[0]), 1e-2) << "sequence " << b;
+  }
+#endif
+}
+
+TEST(GenCuda, ShapedLayerFallsBackToDense) {
+#ifndef GLVQ_WITH_TORCH_CUDA
+  GTEST_SKIP() << "built without the CUDA decoder";
+#else
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  c10::NoGradGuard ng;
+  TmpDir dir;
+  const std::string ck = write_glvq_tiny(dir.path, "model.layers.2.mlp.up_proj.weight");
+  GenModel m(ck);
+  DecoderOptions co, go;
+  go.device = "cuda";
+  Decoder cpu(m, co), gpu(m, go);
+  EXPECT_EQ(gpu.linear_kinds(), "1 dense fp16, 41 glvq fused");
+  compare_with_cpu(gpu, cpu, 1e-2, "one shaped layer");
+#endif
+}
+
+}  // namespace
+}  // namespace glvq
