@@ -8,13 +8,15 @@
 # exception ends it with exit 1; a rank stopped (SIGSTOP: alive but stuck)
 # makes its pipeline neighbour give up after comm_timeout_s with exit 4. After
 # each, --resume completes to a checkpoint whose datasets equal an
-# uninterrupted run's.
+# uninterrupted run's. The method is GPTQ with calib.propagate quantized, so a
+# resume that rebuilt the wrong statistics or activations (block k's H comes
+# from blocks < k as quantized) would store other weights; RTN could not tell.
 # GLVQ_FAULT_ARGS adds worker arguments to every run, e.g. on a 2-GPU machine
 # "--set device=cuda --set transport=nccl" (the GPU/NCCL path; docs/RELIABILITY.md);
 # GLVQ_E2E_COMPARE=export where hdf5-tools are missing (tests/e2e/lib.bash).
 source "$(dirname "$0")/lib.bash"
-small=(--config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4
-       --set calib.micro_batch=1 --set eval.max_chunks=2 --set eval.micro_batch=1 --set comm_timeout_s=5
+small=(--config configs/tiny-llama.yaml --set quant.method=gptq --set quant.bits=4 --set calib.propagate=quantized
+       --set calib.samples=4 --set calib.micro_batch=1 --set eval.max_chunks=2 --set eval.micro_batch=1 --set comm_timeout_s=5
        ${GLVQ_FAULT_ARGS:-})
 run() {  # [FAULT=spec] run OUT [worker args...]: the job at np 2, bounded
   local out=$1; shift

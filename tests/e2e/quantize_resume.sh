@@ -2,7 +2,10 @@
 # A small quantization end to end under mpirun: statistics of a 3-rank run
 # equal a 1-rank run's tensor by tensor (propagate fp), the checkpoint lists
 # every quantized linear, --resume reuses every block and reproduces the same
-# datasets, and a changed setting is refused with the key named.
+# datasets (RTN with propagate fp, then GPTQ with propagate quantized, where
+# the resumed blocks' weights depend on H and on the activations rebuilt
+# through the reused quantized blocks), and a changed setting is refused with
+# the key named.
 source "$(dirname "$0")/lib.bash"
 small=(--config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4
        --set calib.propagate=fp --set eval.max_chunks=2 --set calib.keep_stats=true)
@@ -41,6 +44,22 @@ grep -q "block 0 reused" $TMP/resumed/logs/rank-0.log || fail "block 0 was not r
 grep -qE "block 2.*(again|invalid|truncat)" $TMP/resumed/logs/rank-*.log || fail "the truncated block 2 was not redone"
 # Every dataset and attribute equal; only the wall time of re-learned layers ("seconds") may differ.
 same_checkpoint $TMP/np3/model.glvq.h5 $TMP/resumed/model.glvq.h5 || fail "resumed checkpoint differs"
+
+# Resume where statistics and activations matter: GPTQ with calib.propagate quantized.
+# Block 1 is learned again from the output of block 0 as stored (reused from its file),
+# block 4 (rank 2) from activations that came through the pipeline.
+gq=(--config configs/tiny-llama.yaml --set quant.method=gptq --set quant.bits=3 --set calib.samples=4
+    --set calib.ctx=512 --set calib.propagate=quantized --set eval.ctx=256 --set eval.max_chunks=1)
+"${MPIRUN[@]}" -np 3 $WORKER "${gq[@]}" --set output_dir=$TMP/gq >$TMP/gq.log 2>&1 ||
+  { tail $TMP/gq.log; fail "the GPTQ run failed"; }
+cp -r $TMP/gq $TMP/gq-resumed
+rm $TMP/gq-resumed/blocks/block-1.h5 $TMP/gq-resumed/blocks/block-4.h5 $TMP/gq-resumed/model.glvq.h5
+"${MPIRUN[@]}" -np 3 $WORKER "${gq[@]}" --set output_dir=$TMP/gq-resumed --resume >$TMP/gq-resume.log 2>&1 ||
+  { tail $TMP/gq-resume.log; fail "the GPTQ resume failed"; }
+grep -q "block 0 reused" $TMP/gq-resumed/logs/rank-0.log || fail "GPTQ: block 0 was not reused"
+same_checkpoint $TMP/gq/model.glvq.h5 $TMP/gq-resumed/model.glvq.h5 || fail "the resumed GPTQ checkpoint differs"
+[[ $(json $TMP/gq/report.json 'j["ppl_quant"]') == $(json $TMP/gq-resumed/report.json 'j["ppl_quant"]') ]] ||
+  fail "the resumed GPTQ run's perplexity differs"
 
 expect_exit 2 "quant.bits differs" "${MPIRUN[@]}" -np 3 $WORKER "${small[@]}" --set quant.bits=3 \
   --set output_dir=$TMP/resumed --resume
