@@ -213,7 +213,7 @@ TEST(GenSampler, GreedyTemperatureAndNucleus) {
   // temperature 2 flattens: p ~ sqrt(p1)
   Sampler hot({2.0, 1.0, 0});
   const at::Tensor q = hot.distribution(logits);
-  EXPECT_NEAR(q[2].item<double>() / q[1].item<double>(), std::sqrt(2.0), 1e-9);
+  EXPECT_NEAR(q[2].item<double>() / q[1].item<double>(), std::sqrt(2.0), 1e-6);  // fp32 logits
   // the same seed draws the same tokens
   Sampler s1({1.0, 1.0, 42}), s2({1.0, 1.0, 42});
   for (int i = 0; i < 50; ++i) EXPECT_EQ(s1.sample(logits), s2.sample(logits));

@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.bash"
 GEN=$BUILD/glvq-generate
 BENCH=$BUILD/glvq-bench
-$WORKER --config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4 \
+$WORKER --config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=4 --set calib.samples=4 --set calib.ctx=256 \
   --set eval.ctx=256 --set eval.max_chunks=4 --set output_dir=$TMP/q >$TMP/q.log 2>&1 ||
   { tail $TMP/q.log; fail "quantization failed"; }
 CK=$TMP/q/model.glvq.h5
