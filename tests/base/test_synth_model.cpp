@@ -165,7 +165,19 @@ TEST(SynthModel, Llama2_70bPresetHasTheRealModelsShape) {
   EXPECT_EQ(s.blocks, 3);
   EXPECT_EQ(s.vocab, 32000);
   EXPECT_EQ(s.kv_heads, 8);
-  test::expect_error([] { synth_preset("llama2-7b", 1); }, {"unknown --preset 'llama2-7b'", "llama2-70b"});
+  test::expect_error([] { synth_preset("llama2-13b", 1); }, {"unknown --preset 'llama2-13b'", "llama2-70b", "llama2-7b"});
+}
+
+TEST(SynthModel, Llama2_7bPresetHasTheRealModelsShape) {
+  // Llama-2-7B has 6,738,415,616 parameters (32 blocks, untied lm_head).
+  int64_t params = 0;
+  for (const SynthTensor& t : synth_tensor_list(synth_preset("llama2-7b", 32))) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    params += n;
+  }
+  EXPECT_EQ(params, 6738415616);
+  EXPECT_EQ(synth_preset("llama2-7b", 32).kv_heads, 32);
 }
 
 TEST(SynthModel, RefusesATokenizerLargerThanTheVocabulary) {

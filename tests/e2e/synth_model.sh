@@ -13,7 +13,7 @@ $SYNTH --out $m --hidden 512 --intermediate 1408 --heads 8 --kv-heads 2 --vocab 
 [[ $(json $m/config.json '(j["hidden_size"], j["num_hidden_layers"], j["vocab_size"], j["rope_theta"] == 1e4,
   j["rms_norm_eps"] == 1e-5, j["max_position_embeddings"], j["torch_dtype"], j["architectures"])') \
   == "(512, 2, 32000, True, True, 4096, 'bfloat16', ['LlamaForCausalLM'])" ]] || fail "config.json: $(cat $m/config.json)"
-expect_exit 2 "llama2-70b" $SYNTH --out $TMP/bad-preset --preset llama2-7b --hidden 64
+expect_exit 2 "llama2-70b" $SYNTH --out $TMP/bad-preset --preset llama2-13b --hidden 64
 # An existing output is not overwritten without --force.
 expect_exit 2 "exists" $SYNTH --out $m --hidden 64 --intermediate 160 --heads 4 --kv-heads 2 --blocks 1
 # A tokenizer whose ids do not fit the vocabulary is refused.
