@@ -45,9 +45,13 @@ std::string write_glvq_tiny(const std::string& dir, const std::string& shaped_la
       const std::string name = linear_tensor_name(b, static_cast<Linear>(l));
       const at::Tensor X = at::randn({1024, bw.w[l].size(1)}, bw.w[l].options());
       GlvqOptions o;
+      o.cfg.code = "box";  // the fused path's code; the shaped one is the config default
       o.cfg.iters = 10;
       o.bits = 2.0;
-      if (name == shaped_layer) o.cfg.code = "shaped";
+      if (name == shaped_layer) {
+        o.cfg.code = "shaped";
+        o.cfg.lloyd_iters = 1;  // its search runs on the CPU: one round is enough for a decode check
+      }
       w.add_layer(name, glvq_quantize_layer(bw.w[l], X.t().matmul(X) / 1024, name, o));
     }
   }
