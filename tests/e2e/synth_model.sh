@@ -32,7 +32,7 @@ expect_exit 1 "data/calib.txt: token id [0-9]+ is outside the model's vocabulary
 [[ ! -e $TMP/run-v/report.json ]] || fail "a refused run wrote report.json"
 
 timeout 300 "${MPIRUN[@]}" -np 2 $WORKER --config configs/tiny-llama.yaml --set model.path=$m \
-  --set quant.method=glvq --set quant.glvq.iters=5 --set calib.samples=4 --set calib.ctx=256 --set eval.ctx=256 \
+  --set quant.method=glvq --set quant.glvq.iters=5 --set quant.glvq.lloyd_iters=1 --set calib.samples=4 --set calib.ctx=256 --set eval.ctx=256 \
   --set eval.max_chunks=4 --set device=cpu --set output_dir=$TMP/run >$TMP/run.log 2>&1 \
   || { tail -20 $TMP/run.log; fail "worker failed on the synthetic model"; }
 r=$TMP/run/report.json
