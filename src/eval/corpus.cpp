@@ -1,4 +1,5 @@
 #include "eval/corpus.h"
+#include "common/splitmix.h"
 
 #include "common/error.h"
 
@@ -6,13 +7,6 @@
 
 namespace glvq {
 namespace {
-// splitmix64: a fixed, portable generator (std distributions differ between libraries).
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 }  // namespace
 
 at::Tensor make_eval_chunks(const std::vector<int32_t>& ids, int ctx, int max_chunks, const std::string& origin) {

@@ -1,4 +1,5 @@
 #include "gen/synth_checkpoint.h"
+#include "common/splitmix.h"
 
 #include "ckpt/checkpoint.h"
 #include "common/error.h"
@@ -12,12 +13,6 @@
 namespace glvq {
 namespace {
 
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 /// Random bytes: every b-bit value is a valid box code, so any bytes decode.
 void fill_random(uint8_t* p, int64_t n, uint64_t seed) {
