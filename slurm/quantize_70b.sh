@@ -37,6 +37,7 @@ args=(--config "$CONFIG" --set "output_dir=$OUT")
 # Forward the preemption signal to the ranks. The trap is set before the launch so
 # that no signal finds the shell undefended; one that comes before $pid is known is
 # forwarded right after.
+mkdir -p "$OUT" && started=$(mktemp "$OUT/.launch.XXXXXX") || exit 1
 pid=
 forwarded=0
 trap 'forwarded=1; [[ -n $pid ]] && kill -USR1 $pid 2>/dev/null' USR1 TERM
@@ -55,6 +56,13 @@ while :; do
   [[ $forwarded == 1 ]] || break
 done
 
+# srun (Slurm 22.05) exits 0 when its tasks failed to launch (a PMIx error, say), so a
+# zero exit counts only with a report.json written by this run.
+if [[ $rc -eq 0 && ! $OUT/report.json -nt $started ]]; then
+  echo "glvq: $LAUNCH exited 0 but the job wrote no $OUT/report.json: its tasks did not run (see the launcher's errors above and slurmd's log)" >&2
+  rc=1
+fi
+rm -f "$started"
 if [[ $rc -eq 3 && -n ${SLURM_JOB_ID:-} ]]; then
   echo "glvq: preempted; requeueing job $SLURM_JOB_ID to resume"
   scontrol requeue "$SLURM_JOB_ID"

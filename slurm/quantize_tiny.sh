@@ -18,8 +18,18 @@ export SLURM_MPI_TYPE=${SLURM_MPI_TYPE:-pmix}
 cd "$GLVQ_HOME"
 # shellcheck disable=SC2086
 args=(--config configs/tiny-llama.yaml --set "output_dir=$OUT" ${EXTRA:-})
+mkdir -p "$OUT" && started=$(mktemp "$OUT/.launch.XXXXXX") || exit 1
 if [[ $LAUNCH == srun ]]; then
   srun --kill-on-bad-exit=1 "${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}"
 else
   mpirun --allow-run-as-root --oversubscribe -np "${SLURM_NTASKS:-2}" "${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}"
 fi
+rc=$?
+# srun (Slurm 22.05) exits 0 when its tasks failed to launch (a PMIx error, say), so a
+# zero exit counts only with a report.json written by this run.
+if [[ $rc -eq 0 && ! $OUT/report.json -nt $started ]]; then
+  echo "glvq: $LAUNCH exited 0 but the job wrote no $OUT/report.json: its tasks did not run (see the launcher's errors above and slurmd's log)" >&2
+  rc=1
+fi
+rm -f "$started"
+exit $rc

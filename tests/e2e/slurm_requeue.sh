@@ -3,7 +3,9 @@
 # exits 3 (glvq-worker's "preempted") makes the script ask Slurm to requeue the
 # job (a stand-in scontrol records its arguments) and exit 3; a rerun into an
 # output directory that holds a plan passes --resume; a failure (exit 1) is
-# passed through without a requeue; SIGUSR1 to the batch shell reaches the ranks.
+# passed through without a requeue; SIGUSR1 to the batch shell reaches the ranks;
+# a launcher that exits 0 counts only if the run wrote report.json (srun exits 0
+# when its tasks failed to launch).
 source "$(dirname "$0")/lib.bash"
 bin=$TMP/bin; mkdir -p $bin
 cat >$bin/scontrol <<'SH'
@@ -21,6 +23,7 @@ if [[ ${FAKE_WAIT_SIGNAL:-0} == 1 ]]; then
   sleep 60 & wait $!             # the signal's trap ends the wait; 60 s bounds it
   exit 9
 fi
+[[ ${FAKE_REPORT:-0} == 1 ]] && echo '{}' >"$OUT/report.json"
 exit "$FAKE_RC"
 SH
 chmod +x $bin/*
@@ -37,6 +40,14 @@ set +e; FAKE_RC=1 bash slurm/quantize_70b.sh >$TMP/o2 2>&1; rc=$?; set -e
 [[ $rc == 1 ]] || fail "failed run: script exit $rc, expected 1"
 [[ ! -e $FAKE_LOG.scontrol ]] || fail "a failure (not a preemption) was requeued"
 grep -q -- "--resume" $FAKE_LOG.srun || fail "a rerun into an output with plan.json must pass --resume"
+
+rm -f $FAKE_LOG.* $OUT/report.json
+set +e; FAKE_RC=0 bash slurm/quantize_70b.sh >$TMP/o4 2>&1; rc=$?; set -e
+[[ $rc == 1 ]] || fail "a launcher exiting 0 without a report: script exit $rc, expected 1"
+grep -q "wrote no .*report.json" $TMP/o4 || fail "the script does not say the job wrote no report.json"
+set +e; FAKE_RC=0 FAKE_REPORT=1 bash slurm/quantize_70b.sh >$TMP/o5 2>&1; rc=$?; set -e
+[[ $rc == 0 ]] || { cat $TMP/o5; fail "a run that wrote its report: script exit $rc, expected 0"; }
+ls -A $OUT | grep -q '^\.launch' && fail "the launch marker was left in output_dir"
 
 rm -f $FAKE_LOG.*
 mkfifo $FAKE_LOG.ready

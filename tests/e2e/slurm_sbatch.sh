@@ -21,7 +21,7 @@ done
 id munge >/dev/null 2>&1 || fail "there is no munge user: reinstall the munge package"
 
 S=$TMP/slurm M=$TMP/munge
-mkdir -p "$S/ctld" "$S/d" "$M"
+mkdir -p "$S/ctld" "$S/d" "$S/tmp" "$M"
 # munged runs as the munge user; it wants its socket directory searchable by
 # all and writable by nobody else.
 chmod 755 "$TMP"
@@ -101,6 +101,7 @@ SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
 StateSaveLocation=$S/ctld
 SlurmdSpoolDir=$S/d
+TmpFS=$S/tmp
 SlurmctldPidFile=$S/slurmctld.pid
 SlurmdPidFile=$S/slurmd.pid
 SlurmctldLogFile=$S/slurmctld.log
