@@ -82,3 +82,61 @@ TEST(Plan, MoreRanksThanBlocksIsAUsageError) {
     EXPECT_NE(std::string(e.what()).find("only 3 transformer blocks"), std::string::npos) << e.what();
   }
 }
+
+// ---------------------------------------------------------------- quantization check at plan time
+
+namespace {
+/// A tiny Llama with the widths: hidden 256, intermediate 688, MQA.
+LlamaConfig odd_cfg() {
+  LlamaConfig c;
+  c.hidden = 256; c.intermediate = 688; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 1; c.head_dim = 64;
+  c.vocab = 100;
+  return c;
+}
+std::string usage_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UsageError& e) {
+    return e.message();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(PlanQuant, EveryMethodTakesAnyWidthByDefault) {
+  for (const char* method : {"none", "rtn", "gptq", "glvq"}) {
+    QuantConfig qc;
+    qc.method = method;
+    EXPECT_NO_THROW(check_quant_plan(qc, odd_cfg())) << method;
+  }
+}
+
+TEST(PlanQuant, RefusesNamingTheLayerAndAGroupSizeThatWorks) {
+  QuantConfig qc;
+  qc.method = "glvq";
+  qc.glvq.code = "shaped";
+  qc.glvq.companding = false;
+  const std::string m = usage_message([&] { check_quant_plan(qc, odd_cfg()); });
+  // The first layer that fails is block 0's down_proj (688 columns); 16 = gcd(256, 688)
+  // is the multiple of 8 closest to 128 that divides every width.
+  EXPECT_NE(m.find("model.layers.0.mlp.down_proj.weight [256, 688]"), std::string::npos) << m;
+  EXPECT_NE(m.find("quant.glvq.group_size: 16 divides every layer's width"), std::string::npos) << m;
+  EXPECT_NE(m.find("quant.glvq.code: box"), std::string::npos) << m;
+  qc.glvq.group_size = 16;
+  EXPECT_NO_THROW(check_quant_plan(qc, odd_cfg()));
+  qc.glvq.group_size = 0;  // whole rows: every width is a multiple of 8
+  EXPECT_NO_THROW(check_quant_plan(qc, odd_cfg()));
+  qc.glvq.dim = 12;  // config-level rules of the shaped code, before any work too
+  qc.glvq.group_size = 24;
+  EXPECT_NE(usage_message([&] { check_quant_plan(qc, odd_cfg()); }).find("multiple of 8"), std::string::npos);
+}
+
+TEST(PlanQuant, MethodOptionErrorsComeBeforeCalibration) {
+  QuantConfig qc;
+  qc.method = "gptq";
+  qc.bits = 2.5;
+  EXPECT_NE(usage_message([&] { check_quant_plan(qc, odd_cfg()); }).find("integer"), std::string::npos);
+  qc.bits = 3;
+  qc.gptq.static_groups = false;
+  EXPECT_NE(usage_message([&] { check_quant_plan(qc, odd_cfg()); }).find("static_groups"), std::string::npos);
+}

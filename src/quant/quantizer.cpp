@@ -5,6 +5,8 @@
 #include "quant/gptq.h"
 #include "quant/rtn.h"
 
+#include <numeric>
+
 namespace glvq {
 
 BitsBreakdown& BitsBreakdown::operator+=(const BitsBreakdown& o) {
@@ -102,6 +104,46 @@ std::unique_ptr<Quantizer> make_quantizer(const QuantConfig& qc, uint64_t seed) 
                    "quant.method = none: there is no quantizer to build; set quant.method to rtn, gptq or glvq");
   throw UsageError(fmt::format("quant.method = \"{}\" is not a quantizer (known: rtn, gptq, glvq)", qc.method),
                    __FILE__, __LINE__);
+}
+
+namespace {
+
+/// A multiple of D dividing every width of LAYERS, as close to WANT as there is
+/// (the largest not above it, else the smallest above); 0 when there is none.
+int64_t common_group_size(const std::vector<LayerShape>& layers, int64_t d, int64_t want) {
+  int64_t g = 0;
+  for (const LayerShape& l : layers) g = std::gcd(g, l.in);
+  int64_t below = 0, above = 0;
+  for (int64_t m = d; m <= g; m += d) {
+    if (g % m != 0) continue;
+    if (m <= want) below = m;
+    else if (above == 0) above = m;
+  }
+  return below > 0 ? below : above;
+}
+
+}  // namespace
+
+void check_quant_layers(const QuantConfig& qc, const std::vector<LayerShape>& layers) {
+  make_quantizer(qc, 0);  // method, bits and option errors, as the learn stage would raise them
+  if (qc.method != "glvq" || qc.glvq.code != "shaped") return;  // rtn, gptq, glvq box: any shape
+  const GlvqConfig& c = qc.glvq;
+  GLVQ_USAGE_CHECK(c.dim % 8 == 0, "quant.glvq.code = shaped needs quant.glvq.dim to be a multiple of 8 (got {})",
+                   c.dim);
+  GLVQ_USAGE_CHECK(!c.companding, "quant.glvq.code = shaped has no companding: set quant.glvq.companding = false");
+  for (const LayerShape& l : layers) {
+    const bool ok = c.group_size == 0 ? l.in % c.dim == 0 : l.in % c.group_size == 0;
+    if (ok) continue;
+    const int64_t common = common_group_size(layers, c.dim, c.group_size == 0 ? l.in : c.group_size);
+    const std::string fix =
+        common > 0 ? fmt::format("quant.glvq.group_size: {} divides every layer's width", common)
+                   : fmt::format("no multiple of quant.glvq.dim = {} divides every layer's width", c.dim);
+    throw UsageError(fmt::format("layer {} [{}, {}]: quant.glvq.code = shaped with quant.glvq.group_size = {} "
+                                 "would leave a narrower last group, which the shaped code does not have yet; "
+                                 "use quant.glvq.code: box (any width), or {}",
+                                 l.name, l.out, l.in, c.group_size, fix),
+                     __FILE__, __LINE__);
+  }
 }
 
 }  // namespace glvq
