@@ -1,5 +1,6 @@
 #include "quant/glvq.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -84,9 +85,13 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
     GLVQ_CHECK(book == kShapedBookVersion, "the glvq layer [{}, {}] uses shaped codebook version {}, this glvq has "
                "version {}: decode it with the glvq that wrote it", q.out, q.in, book, kShapedBookVersion);
   }
-  GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0 && L.in % L.group_size == 0,
+  GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0,
              "the glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged", q.out,
              q.in, L.dim, L.group_size);
+  GLVQ_CHECK(L.code == GlvqCode::box || L.full_groups(),
+             "the glvq layer [{}, {}] uses the shaped code with group_size {}, which does not divide in: this glvq "
+             "decodes the shaped code for full groups only",
+             q.out, q.in, L.group_size);
   const int64_t B = L.groups(), d = L.dim;
   const at::Tensor bits = array(q, "bits", at::kByte, B).contiguous();
   for (int64_t g = 0; g < B; ++g) {
@@ -103,7 +108,7 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
                           Ginv.data_ptr<float>()};
   at::Tensor W;
-  if (device.is_cuda() && L.code == GlvqCode::box) {
+  if (device.is_cuda() && L.code == GlvqCode::box && L.full_groups()) {
     W = glvq_decode_cuda(L, bits, scale, mu, G, Ginv, off, codes, device);
   } else {
     W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
@@ -134,14 +139,22 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
   GLVQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
              "layer {}: glvq needs W [out, in] and H [in, in], got {} and {} dimensions", name, W_in.dim(), H_in.dim());
   const int64_t out = W_in.size(0), in = W_in.size(1), d = c.dim;
-  const int64_t gs = c.group_size == 0 ? in : c.group_size;
-  GLVQ_CHECK(d >= 2 && gs % d == 0,
-             "layer {}: quant.glvq.dim = {} must divide the group size {} (quant.glvq.group_size = {})", name, d, gs,
-             c.group_size);
-  GLVQ_CHECK(in % gs == 0,
-             "layer {} [{}, {}]: quant.glvq.group_size = {} does not divide its {} input columns; use a divisor "
-             "of {} or 0 (whole rows)",
-             name, out, in, gs, in, in);
+  GLVQ_CHECK(d >= 2 && (c.group_size == 0 || c.group_size % d == 0),
+             "layer {}: quant.glvq.dim = {} must divide quant.glvq.group_size = {}", name, d, c.group_size);
+  // Any width: ceil(in/gs) groups, the last one narrower when gs does not divide in
+  // (glvq_codec.h). A group wider than the row (or group_size 0) is the whole row,
+  // rounded up to whole vectors.
+  const int64_t row = (in + d - 1) / d * d;
+  const int64_t gs = c.group_size == 0 ? row : std::min<int64_t>(c.group_size, row);
+  const int64_t B = (in + gs - 1) / gs, in_pad = B * gs, last_cols = in - (B - 1) * gs;
+  const bool narrow = in_pad != in;
+  // The shaped code (glvq_shaped.cpp) takes the configured group size as it is: it
+  // accepts exactly the layers it accepted before narrower groups existed.
+  GLVQ_USAGE_CHECK(c.code != "shaped" || (c.group_size == 0 ? in % d == 0 : in % c.group_size == 0),
+                   "layer {} [{}, {}]: quant.glvq.code = shaped needs quant.glvq.group_size to divide the {} input "
+                   "columns (the shaped code has no narrower last group yet); use quant.glvq.code: box, or a "
+                   "group size that divides every layer's width",
+                   name, out, in, in);
   GLVQ_CHECK(c.rounding == "babai" || c.rounding == "nearest_plane",
              "quant.glvq.rounding = \"{}\" is not known (babai, nearest_plane)", c.rounding);
   const at::Device dev = W_in.device();
@@ -157,8 +170,10 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     Hp = glvq_incoherent_hessian(H, s_in);
   }
   if (c.code == "shaped") return glvq_shaped_quantize_layer({W, H, Wp, Hp, s_in, s_out}, name, opt);
-  const at::Tensor Wg = glvq_group_view(Wp, gs);
-  const int64_t B = Wg.size(0);
+  // The batched learning sees B groups of gs columns: a narrower last group is
+  // padded with zero weights whose errors every metric below ignores.
+  const int64_t pad = in_pad - in;
+  const at::Tensor Wg = glvq_group_view(narrow ? at::constant_pad_nd(Wp, {0, pad}) : Wp, gs);
 
   // Metric of each group and the feedback factors.
   at::Tensor A, F_intra;
@@ -169,18 +184,32 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     const int64_t fb = opt.feedback_block > 0 ? opt.feedback_block : d;
     GLVQ_CHECK(gs % fb == 0 && fb % d == 0, "layer {}: feedback block {} must be a multiple of dim {} dividing {}",
                name, fb, d, gs);
-    const at::Tensor U = glvq_inverse_cholesky(Hp, opt.damp, name);
+    at::Tensor U = glvq_inverse_cholesky(Hp, opt.damp, name);
+    if (narrow) {
+      // The factor of the real columns, an identity block for the padding: no
+      // error flows between the two, and the real columns' metrics are unchanged.
+      at::Tensor Up = at::zeros({in_pad, in_pad}, U.options());
+      Up.slice(0, 0, in).slice(1, 0, in).copy_(U);
+      Up.slice(0, in, in_pad).slice(1, in, in_pad).copy_(at::eye(pad, U.options()));
+      U = Up;
+    }
     eo.F_full = glvq_feedback_matrix(U, fb);
     eo.feedback_block = fb;
     A = glvq_feedback_metrics(U, gs);
     if (fb < gs) F_intra = glvq_diag_blocks(eo.F_full, gs);
   } else {
-    A = glvq_diag_blocks(Hp, gs);
+    A = glvq_diag_blocks(narrow ? at::constant_pad_nd(Hp, {0, pad, 0, pad}) : Hp, gs);
+  }
+  if (narrow) {
+    // Padding is never a weight: its errors cost nothing.
+    at::Tensor Al = A.select(0, B - 1);
+    Al.slice(0, last_cols, gs).zero_();
+    Al.slice(1, last_cols, gs).zero_();
   }
 
   const double t_prep = lap();
   // Init at every width the allocation asks about; the allocation picks per group.
-  const GlvqInitStats st = glvq_init_stats(Wg, d, c.companding);
+  const GlvqInitStats st = glvq_init_stats(Wg, d, c.companding, narrow ? last_cols : 0);
   std::map<int, std::pair<GlvqParams, at::Tensor>> inits;
   auto init_at = [&](int b) -> const std::pair<GlvqParams, at::Tensor>& {
     auto it = inits.find(b);
@@ -192,10 +221,34 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     }
     return it->second;
   };
-  const at::Tensor diagH = Hp.diagonal().reshape({B, 1, gs});
+  const at::Tensor diagH = (narrow ? at::constant_pad_nd(Hp.diagonal(), {0, pad}) : Hp.diagonal()).reshape({B, 1, gs});
   const std::vector<double> salience = to_vector((Wg.square() * diagH).sum({1, 2}));
-  const std::vector<int> widths = glvq_allocate_bits(
-      opt.bits, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
+  std::vector<int> widths;
+  if (!narrow) {
+    widths = glvq_allocate_bits(
+        opt.bits, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
+  } else {
+    // Groups of unequal size: the full ones share the allocation (equal sizes keep
+    // its average exact); the narrower one takes N, or floor(N) for a fractional N,
+    // its share of the extra bits spread over the full groups.
+    const int lo = static_cast<int>(std::floor(opt.bits));
+    const bool frac = opt.bits != lo;
+    if (B > 1) {
+      const double n_full = static_cast<double>(B - 1);
+      const double Nf = frac ? std::min(lo + 1.0, lo + (opt.bits - lo) * static_cast<double>(in) / (n_full * gs))
+                             : opt.bits;
+      const std::vector<double> sal_full(salience.begin(), salience.end() - 1);
+      widths = glvq_allocate_bits(
+          Nf, sal_full, c.bit_alloc,
+          [&](int b) {
+            std::vector<double> l = to_vector(init_at(b).second);
+            l.pop_back();
+            return l;
+          },
+          opt.alloc_search);
+    }
+    widths.push_back(lo);
+  }
   at::Tensor bits_t = at::tensor(std::vector<int64_t>(widths.begin(), widths.end()), at::kLong).to(dev);
   GlvqParams P0{at::empty({B, d, d}, W.options()), st.mu, st.scale, bits_t};
   for (int b : std::set<int>(widths.begin(), widths.end()))
