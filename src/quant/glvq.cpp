@@ -108,7 +108,7 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
                           Ginv.data_ptr<float>()};
   at::Tensor W;
-  if (device.is_cuda() && L.code == GlvqCode::box && L.full_groups()) {
+  if (device.is_cuda() && L.code == GlvqCode::box) {
     W = glvq_decode_cuda(L, bits, scale, mu, G, Ginv, off, codes, device);
   } else {
     W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
