@@ -34,6 +34,8 @@ class PlanStage : public Stage {
         GLVQ_CHECK(missing.empty(), "{}: {} tensor(s) the model needs are missing, first: {}", ctx.files->dir(),
                    missing.size(), missing.front());
         check_texts(ctx);
+        // Before calibration: a config that cannot quantize some layer is refused now.
+        check_quant_plan(ctx.cfg.quant, ctx.model);
         Plan p = make_plan(ctx.model, ctx.comm->size());
         const DiskBudget disk = estimate_disk_budget(ctx, p);
         check_disk_space(ctx, disk);

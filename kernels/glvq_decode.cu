@@ -1,5 +1,7 @@
 // Decode, one thread per d-vector: unpack, u' = G (z + 1/2) with the reference's fma
 // order, inverse companding, one 16-byte store per 16 output bytes where aligned.
+// A narrower last group (quant/glvq_codec.h) has fewer vectors per row; its padded
+// last vector, if any, stores only its real weights (scalar stores).
 #include <cstring>
 #include <type_traits>
 
@@ -22,10 +24,12 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GlvqLayout L, GlvqDevi
   extern __shared__ float Gs[];  // d*d
   for (int k = threadIdx.x; k < d * d; k += blockDim.x) Gs[k] = p.G[g * d * d + k];
   __syncthreads();
-  const int64_t V = L.group_size / d;
+  const int64_t V = L.group_vecs(g);  // gs / d, fewer in a narrower last group
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= L.out * V) return;
   const int64_t r = idx / V, v = idx - r * V;
+  const int64_t left = L.group_cols(g) - v * d;
+  const int n = left < d ? int(left) : d;  // < d: the padded last vector
   const int b = p.bits[g];
   const float s = p.scale[g], mu = p.mu[g];
   const uint8_t* src = codes + p.group_offsets[g] + idx * ((d * b + 7) >> 3);
@@ -43,7 +47,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GlvqLayout L, GlvqDevi
   }
   T* dst = W + r * ldw + g * L.group_size + v * d;
   if constexpr (D > 0 && (D * sizeof(T)) % 16 == 0) {
-    if (vec_store) {
+    if (vec_store && n == D) {
       constexpr int per = 16 / sizeof(T);
 #pragma unroll
       for (int q = 0; q < D / per; ++q) {
@@ -55,7 +59,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(GlvqLayout L, GlvqDevi
     }
   }
 #pragma unroll
-  for (int i = 0; i < d; ++i) dst[i] = o[i];
+  for (int i = 0; i < d; ++i)
+    if (i < n) dst[i] = o[i];
 }
 
 template <typename T, int D>
@@ -76,8 +81,7 @@ cudaError_t launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t
 template <typename T>
 cudaError_t dispatch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes, T* W, int64_t ldw,
                      cudaStream_t stream) {
-  if (L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim || L.in % L.group_size || L.groups() > 65535 ||
-      ldw < L.in)
+  if (L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim || L.in < 1 || L.groups() > 65535 || ldw < L.in)
     return cudaErrorInvalidValue;
   switch (L.dim) {
     case 4: return launch<T, 4>(L, p, codes, W, ldw, stream);

@@ -1,5 +1,7 @@
 // Babai encode, one thread per d-vector; the float operations are those of
-// glvq_encode_ref (kernels/glvq_math.h), so the codes are bit-identical.
+// glvq_encode_ref (kernels/glvq_math.h), so the codes are bit-identical. A narrower
+// last group has fewer vectors per row; a padded last vector reads only its real
+// weights and takes u = 0 for the rest, as the reference does.
 #include "glvq_device.cuh"
 #include "glvq_encode.cuh"
 
@@ -19,16 +21,18 @@ __global__ void __launch_bounds__(kThreads) encode_kernel(GlvqLayout L, GlvqDevi
   extern __shared__ float Gi[];  // d*d
   for (int k = threadIdx.x; k < d * d; k += blockDim.x) Gi[k] = p.Ginv[g * d * d + k];
   __syncthreads();
-  const int64_t V = L.group_size / d;
+  const int64_t V = L.group_vecs(g);
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= L.out * V) return;
   const int64_t r = idx / V, v = idx - r * V;
+  const int64_t left = L.group_cols(g) - v * d;
+  const int n = left < d ? int(left) : d;
   const int b = p.bits[g];
   const float s = p.scale[g], mu = p.mu[g], Lc = fp::compand_log(mu);
   const float* w = W + r * ldw + g * L.group_size + v * d;
   float u[DA];  // registers when D > 0 (loops below unroll fully), local memory otherwise
 #pragma unroll
-  for (int j = 0; j < d; ++j) u[j] = fp::compand(w[j], s, mu, Lc);
+  for (int j = 0; j < d; ++j) u[j] = j < n ? fp::compand(w[j], s, mu, Lc) : 0.0f;
   uint8_t* out = codes + p.group_offsets[g] + idx * ((d * b + 7) >> 3);
   uint32_t acc = 0;
   int nb = 0, k = 0;
@@ -63,7 +67,7 @@ cudaError_t launch(const GlvqLayout& L, const GlvqDeviceParams& p, const float* 
 
 cudaError_t glvq_encode_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const float* W, int64_t ldw,
                                uint8_t* codes, cudaStream_t stream) {
-  if (L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim || L.in % L.group_size || L.groups() > 65535)
+  if (L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim || L.in < 1 || L.groups() > 65535)
     return cudaErrorInvalidValue;
   switch (L.dim) {
     case 4: return launch<4>(L, p, W, ldw, codes, stream);

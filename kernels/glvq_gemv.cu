@@ -21,20 +21,23 @@ int sm_count() {
 }
 
 // --------------------------------------------------------------------------------------
-// Split-K results: y[n, r] = yacc[n, r] (+ nothing), then yacc back to zero.
+// Split-K results: y[n, r] = yacc[n, r] (ACCUMULATE: y[n, r] + yacc[n, r]), then yacc back to zero.
 __global__ void finalize_kernel(float* __restrict__ yacc, int64_t out_pad, int64_t out, int batch,
-                                __half* __restrict__ y, int64_t ldy) {
+                                __half* __restrict__ y, int64_t ldy, bool accumulate) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= out * batch) return;
   const int64_t n = i / out, r = i - n * out;
   float* a = yacc + n * out_pad + r;
-  y[n * ldy + r] = __float2half_rn(*a);
+  const float prev = accumulate ? __half2float(y[n * ldy + r]) : 0.0f;
+  y[n * ldy + r] = __float2half_rn(prev + *a);
   *a = 0.0f;
 }
 
 // --------------------------------------------------------------------------------------
 // Straightforward fused kernel: a block stages G and x for `cg` groups in shared memory;
 // each warp takes 4 rows, its lanes walk the rows' d-vectors, decode them and multiply.
+// A narrower last group has fewer vectors per row; x is staged as 0 past `in`, so the
+// padded coordinates of its last vector add nothing.
 constexpr int kNaiveThreads = 256;
 constexpr int kNaiveRowsPerWarp = 4;
 constexpr int kNaiveRows = kNaiveThreads / 32 * kNaiveRowsPerWarp;
@@ -57,7 +60,7 @@ __global__ void __launch_bounds__(kNaiveThreads) gemv_naive_kernel(NaiveArgs a) 
   const int gs = a.L.group_size;
   const int V = gs / d;
   const int g0 = blockIdx.y * a.cg;
-  const int ng = min(a.cg, int(a.L.in / gs) - g0);
+  const int ng = min(a.cg, int(a.L.groups()) - g0);
   // lanes on different groups must not hit the same banks: rows 16-byte aligned for
   // float4 reads (D % 4 == 0), groups 4 banks apart; an odd stride for the generic path
   const int gstride = D > 0 ? d * d + 4 : d * d + 1;
@@ -71,7 +74,8 @@ __global__ void __launch_bounds__(kNaiveThreads) gemv_naive_kernel(NaiveArgs a) 
   }
   for (int k = threadIdx.x; k < a.batch * ng * gs; k += blockDim.x) {
     const int n = k / (ng * gs), c = k - n * ng * gs;
-    xs[n * a.cg * gs + c] = __half2float(a.x[n * a.ldx + int64_t(g0) * gs + c]);
+    const int64_t col = int64_t(g0) * gs + c;
+    xs[n * a.cg * gs + c] = col < a.L.in ? __half2float(a.x[n * a.ldx + col]) : 0.0f;
   }
   for (int gl = threadIdx.x; gl < ng; gl += blockDim.x) {
     const dev::ExpandConst ec = dev::expand_const(a.p.scale[g0 + gl], a.p.mu[g0 + gl]);
@@ -89,8 +93,10 @@ __global__ void __launch_bounds__(kNaiveThreads) gemv_naive_kernel(NaiveArgs a) 
     for (int n = 0; n < kMaxBatch; ++n) acc[n] = 0.0f;
     for (int vi = lane; vi < ng * V; vi += 32) {
       const int gl = vi / V, v = vi - gl * V, g = g0 + gl;
+      const int Vg = int(a.L.group_vecs(g));
+      if (v >= Vg) continue;  // past the end of a narrower last group
       const int b = a.p.bits[g];
-      const uint8_t* src = a.codes + a.p.group_offsets[g] + (r * V + v) * ((d * b + 7) >> 3);
+      const uint8_t* src = a.codes + a.p.group_offsets[g] + (r * Vg + v) * ((d * b + 7) >> 3);
       float t[DA];
       dev::load_code_values<D>(src, d, b, t);
       const dev::ExpandConst ec{cs[gl * 3 + 0], cs[gl * 3 + 1], cs[gl * 3 + 2]};
@@ -421,11 +427,13 @@ cudaError_t glvq_gemv_workspace_init(const GlvqLayout& L, int max_batch, void* b
   return cudaMemsetAsync(base, 0, glvq_gemv_workspace_bytes(L, max_batch), stream);
 }
 
-cudaError_t glvq_gemv_naive_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes,
-                                   const __half* x, int64_t ldx, __half* y, int64_t ldy, int batch,
-                                   const GlvqGemvWorkspace& ws, cudaStream_t stream) {
-  if (batch < 1 || batch > ws.max_batch || L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim ||
-      L.in % L.group_size || ldx < L.in || ldy < L.out)
+namespace {
+
+cudaError_t naive_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes, const __half* x,
+                         int64_t ldx, __half* y, int64_t ldy, int batch, const GlvqGemvWorkspace& ws,
+                         cudaStream_t stream, bool accumulate) {
+  if (batch < 1 || batch > ws.max_batch || L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim || L.in < 1 ||
+      L.out < 1 || ldx < L.in || ldy < L.out)
     return cudaErrorInvalidValue;
   NaiveArgs a{L, p, codes, x, ldx, batch, 0, ws.yacc, round_up(L.out, 16)};
   // about 512 columns a block, fewer when G or x would not fit in shared memory
@@ -445,8 +453,36 @@ cudaError_t glvq_gemv_naive_launch(const GlvqLayout& L, const GlvqDeviceParams& 
   }
   if (e != cudaSuccess) return e;
   const int64_t n = L.out * batch;
-  finalize_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(ws.yacc, a.out_pad, L.out, batch, y, ldy);
+  finalize_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(ws.yacc, a.out_pad, L.out, batch, y, ldy,
+                                                                  accumulate);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t glvq_gemv_naive_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes,
+                                   const __half* x, int64_t ldx, __half* y, int64_t ldy, int batch,
+                                   const GlvqGemvWorkspace& ws, cudaStream_t stream) {
+  return naive_launch(L, p, codes, x, ldx, y, ldy, batch, ws, stream, /*accumulate=*/false);
+}
+
+cudaError_t glvq_gemv_tail_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes,
+                                  const __half* x, int64_t ldx, __half* y, int64_t ldy, int batch,
+                                  const GlvqGemvWorkspace& ws, cudaStream_t stream) {
+  if (L.full_groups() || L.groups() < 2) return cudaErrorInvalidValue;
+  const int64_t last = L.groups() - 1, d2 = int64_t(L.dim) * L.dim;
+  // The last group as a one-group layer: its columns, its parameters; the group
+  // offsets stay absolute (bytes from CODES), so only the pointers move.
+  GlvqLayout T = L;
+  T.in = L.group_cols(last);
+  GlvqDeviceParams q = p;
+  q.bits = p.bits + last;
+  q.scale = p.scale + last;
+  q.mu = p.mu + last;
+  q.G = p.G + last * d2;
+  q.Ginv = p.Ginv ? p.Ginv + last * d2 : nullptr;
+  q.group_offsets = p.group_offsets + last;
+  return naive_launch(T, q, codes, x + last * L.group_size, ldx, y, ldy, batch, ws, stream, /*accumulate=*/true);
 }
 
 GlvqMmaDevice glvq_mma_device(const GlvqMmaPlan& P, const uint8_t* packed, const int64_t* chunk_offsets,

@@ -38,7 +38,8 @@ size_t glvq_gemv_workspace_bytes(const GlvqLayout& L, int max_batch);
 cudaError_t glvq_gemv_workspace_init(const GlvqLayout& L, int max_batch, void* base, GlvqGemvWorkspace* ws,
                                      cudaStream_t stream);
 
-/// y = W_hat x from the checkpoint layout (codes as glvq_encode_ref writes them).
+/// y = W_hat x from the checkpoint layout (codes as glvq_encode_ref writes them); any
+/// layer, a narrower last group included.
 cudaError_t glvq_gemv_naive_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes,
                                    const __half* x, int64_t ldx, __half* y, int64_t ldy, int batch,
                                    const GlvqGemvWorkspace& ws, cudaStream_t stream);
@@ -62,8 +63,20 @@ struct GlvqGemvTuning {
   bool pdl = true;        ///< programmatic dependent launch of the GEMV after the transform (sm_90)
 };
 
+/// y += W_tail x_tail: the contribution of the narrower last group of L (L.groups() >= 2,
+/// gs not dividing in), on the straightforward path, added in float to the fp16 y that
+/// is there. With glvq_gemv_mma_launch over the full groups (a GlvqMmaPlan of
+/// out x (groups-1)*gs: the checkpoint codes of the full groups are a prefix of the
+/// layer's), this is the fast path for such layers: only the last group runs slower.
+/// P, CODES and X are the whole layer's.
+cudaError_t glvq_gemv_tail_launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes,
+                                  const __half* x, int64_t ldx, __half* y, int64_t ldy, int batch,
+                                  const GlvqGemvWorkspace& ws, cudaStream_t stream);
+
 /// y = W_hat x for a layer with every mu_g = 0 (p supplies scale and G; bits and
 /// group_offsets are not read). Two launches: the activation transform, then the GEMV.
+/// Needs gs | in (the mma layout has whole groups only): for a narrower last group,
+/// run it on the full groups and add glvq_gemv_tail_launch.
 cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams& p, const __half* x, int64_t ldx,
                                  __half* y, int64_t ldy, int batch, const GlvqGemvWorkspace& ws,
                                  cudaStream_t stream, const GlvqGemvTuning& tune = {});

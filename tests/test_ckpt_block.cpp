@@ -4,6 +4,7 @@
 #include "ckpt/block_file.h"
 #include "ckpt/checksum.h"
 #include "ckpt/h5_util.h"
+#include "ckpt/layer_io.h"
 #include "common/fs_util.h"
 #include "quant/quantizer.h"
 
@@ -182,6 +183,34 @@ TEST(CkptBlock, RoundTripEveryDatasetExactly) {
   EXPECT_EQ(files, std::vector<std::string>{"block-3.h5"});
 }
 
+TEST(CkptBlock, NarrowLastGroupNeedsFormatVersion2) {
+  // Layers whose group size divides in keep format_version 1 (what older glvq
+  // reads); one layer with a narrower last group makes the file version 2, which
+  // an older reader refuses as "written by a newer glvq" instead of misreading it.
+  at::manual_seed(kSeed + 9);
+  at::Generator gen = seeded(kSeed + 9);
+  TempDir dir;
+  auto layers = block3_layers(gen);
+  const std::string full = block_file_path(dir.path(), 3);
+  write_block_file(full, 3, layers, sample_provenance());
+  EXPECT_EQ(read_block_file(full).format_version, 1);
+  {
+    H5Handle f = h5_open_read(full, "block file");
+    EXPECT_EQ(h5_get_attr_int(f.id(), "format_version", full), 1);
+  }
+  // in = 40 in groups of 16: 16, 16 and 8 columns.
+  layers["model.layers.3.mlp.down_proj.weight"] = rtn_layer(32, 40, 2, "model.layers.3.mlp.down_proj.weight");
+  EXPECT_EQ(layer_format_version(layers["model.layers.3.mlp.down_proj.weight"]), 2);
+  EXPECT_EQ(layer_format_version(layers["model.layers.3.mlp.up_proj.weight"]), 1);
+  const std::string narrow = dir.file("narrow.h5");
+  write_block_file(narrow, 3, layers, sample_provenance());
+  const BlockFile bf = read_block_file(narrow);
+  EXPECT_EQ(bf.format_version, 2);
+  for (const auto& [name, q] : layers) expect_same_layer(bf.layers.at(name), q, name);
+  EXPECT_TRUE(at::equal(dequantize(bf.layers.at("model.layers.3.mlp.down_proj.weight")),
+                        dequantize(layers.at("model.layers.3.mlp.down_proj.weight"))));
+}
+
 TEST(CkptBlock, RewriteIsByteIdentical) {
   // No timestamps in the file: a resumed run's block files equal an uninterrupted run's.
   at::Generator gen = seeded(kSeed + 1);
@@ -298,7 +327,8 @@ TEST(CkptBlock, ForeignAndOtherFilesAreRefused) {
   // A glvq file of another kind, and a newer version.
   const std::string other = dir.file("other.h5");
   for (auto [format, version, msg] : {std::tuple<const char*, int64_t, const char*>{"glvq", 1, "glvq checkpoint"},
-                                      {"glvq-block", 2, "newer glvq"},
+                                      {"glvq-block", kBlockFormatVersion + 1, "newer glvq"},
+                                      {"glvq-block", 0, "does not read"},
                                       {"something", 1, "format \"something\""}}) {
     {
       H5Handle f = h5_create(other);

@@ -8,6 +8,7 @@
 #include "ckpt/inspect.h"
 #include "common/fs_util.h"
 #include "model/model_files.h"
+#include "quant/glvq.h"
 #include "quant/quantizer.h"
 
 #include "base/test_util.h"
@@ -99,7 +100,7 @@ QuantizedLinear g_layer(at::Generator& gen) {
   q.arrays["mu"] = at::zeros({4}, at::kHalf);
   q.arrays["scale"] = at::ones({4}, at::kHalf);
   q.arrays["bits"] = at::full({4}, 2, at::TensorOptions().dtype(at::kByte));
-  q.attrs = {{"dim", 4.0}, {"group_size", 16}, {"incoherence", 0}, {"seed", 0}};
+  q.attrs = {{"dim", 4.0}, {"group_size", 8}, {"incoherence", 0}, {"seed", 0}};
   q.loss = 3;
   q.loss_init = 4;
   return q;
@@ -162,7 +163,7 @@ TEST(CkptCheckpoint, RoundTripExactly) {
   EXPECT_EQ(r.path(), path);
   const json root = r.root_attrs();
   EXPECT_EQ(root["format"], "glvq");
-  EXPECT_EQ(root["format_version"], 1);
+  EXPECT_EQ(root["format_version"], 1);  // no layer has a narrower last group
   EXPECT_EQ(root["model_config"], json::parse(c.info.model_config));
   EXPECT_EQ(r.root_attr_text("model_config"), c.info.model_config);  // verbatim
   EXPECT_EQ(root["config"], json::parse(c.info.config));
@@ -445,6 +446,39 @@ TEST(CkptInspect, SummarisesLayersAndConditioning) {
   InspectOptions no_cond;
   no_cond.conditioning = false;
   EXPECT_FALSE(inspect_file(block, no_cond)["layers"][0].contains("g_cond"));
+}
+
+TEST(CkptCheckpoint, NarrowLastGroupsRoundTripInspectAndExport) {
+  // Layers with a narrower last group (RTN 40 = 16 + 16 + 8 columns; GLVQ 100 =
+  // 32 + 32 + 32 + 4, the last vector padded): format_version 2, read back exactly,
+  // inspected and exported as their dequantized weights.
+  at::Generator gen = seeded(kSeed + 7);
+  at::manual_seed(kSeed + 7);
+  TempDir dir;
+  Model m = small_model(gen);
+  m.layers["model.layers.0.mlp.down_proj.weight"] = rtn_layer(32, 40, 3, "model.layers.0.mlp.down_proj.weight");
+  GlvqOptions o;
+  o.bits = 2;
+  o.cfg.dim = 8;
+  o.cfg.group_size = 32;
+  o.cfg.iters = 3;
+  const at::Tensor X = at::randn({64, 100});
+  m.layers["model.layers.1.mlp.down_proj.weight"] = glvq_quantize_layer(
+      at::randn({16, 100}) * 0.02, X.t().mm(X) / 64.0, "model.layers.1.mlp.down_proj.weight", o);
+  CheckpointContents c = m.contents();
+  const std::string path = dir.file("model.glvq.h5");
+  write_checkpoint(path, c);
+  CheckpointReader r(path);
+  EXPECT_EQ(r.root_attrs()["format_version"], 2);
+  for (const auto& [name, q] : m.layers) expect_same_layer(r.layer(name), q, name);
+  EXPECT_EQ(inspect_file(path)["format_version"], 2);
+  const std::string out = dir.file("export");
+  ExportOptions eo;
+  eo.tokenizer_dir = dir.path();
+  export_checkpoint(path, out, eo);
+  ModelFiles files(out);
+  for (const auto& [name, q] : m.layers)
+    EXPECT_TRUE(same_bytes(files.get(name), dequantize(q).to(at::kBFloat16))) << name;
 }
 
 }  // namespace

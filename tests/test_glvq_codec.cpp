@@ -420,5 +420,135 @@ TEST(GlvqCodec, DecodeMatchesHandFormulaOnOddShape) {
   EXPECT_LT(err_hat, err_zero) << "quantization should beat the all-zero weight";
 }
 
+// ---------------------------------------------------------------- narrower last group
+
+/// Random widths per group of L (1..8) and mu (0 or > 0, mixed).
+Params narrow_params(std::mt19937& rng, const GlvqLayout& L) {
+  std::uniform_int_distribution<int> bd(1, 8), md(0, 2);
+  std::vector<uint8_t> bits;
+  std::vector<float> mus;
+  for (int64_t g = 0; g < L.groups(); ++g) {
+    bits.push_back(uint8_t(bd(rng)));
+    const int m = md(rng);  // the shaped code has no companding
+    mus.push_back(m == 0 || L.code == GlvqCode::shaped ? 0.0f : 40.0f);
+  }
+  return make_params(rng, L, bits, mus);
+}
+
+TEST(GlvqCodec, NarrowLastGroupLayout) {
+  // in = 100, gs = 32, d = 8: groups of 32, 32, 32 and 4 columns; the last has one
+  // vector per row holding 4 weights and 4 padded coordinates.
+  GlvqLayout L{3, 100, 8, 32};
+  EXPECT_EQ(L.groups(), 4);
+  EXPECT_FALSE(L.full_groups());
+  EXPECT_EQ(L.group_cols(2), 32);
+  EXPECT_EQ(L.group_cols(3), 4);
+  EXPECT_EQ(L.group_vecs(0), 4);
+  EXPECT_EQ(L.group_vecs(3), 1);
+  const uint8_t bits[4] = {2, 3, 1, 5};
+  const auto off = glvq_group_offsets(L, bits);
+  ASSERT_EQ(off.size(), 5u);
+  EXPECT_EQ(off[1], 3 * 4 * 2);
+  EXPECT_EQ(off[2], off[1] + 3 * 4 * 3);
+  EXPECT_EQ(off[3], off[2] + 3 * 4 * 1);
+  EXPECT_EQ(off[4], off[3] + 3 * 1 * 5);
+  // 688 = 5 * 128 + 48 at d = 32: the last group has a full vector and one of 16 weights.
+  GlvqLayout M{2, 688, 32, 128};
+  EXPECT_EQ(M.groups(), 6);
+  EXPECT_EQ(M.group_cols(5), 48);
+  EXPECT_EQ(M.group_vecs(5), 2);
+  EXPECT_TRUE((GlvqLayout{2, 640, 32, 128}.full_groups()));
+}
+
+TEST(GlvqCodec, NarrowLastGroupEqualsZeroPaddedLayer) {
+  // The spec of the padded last vector: its missing weights are coordinates with
+  // u = 0. So a layer of width in must give the same bytes as the layer of width
+  // ceil(in/d)*d whose extra columns hold zeros, and decode to its first in columns.
+  std::mt19937 rng(kSeed + 20);
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed + 20);
+  struct Case {
+    int64_t out, in;
+    int d, gs;
+  };
+  for (const Case& c : std::vector<Case>{{3, 688, 8, 128},
+                                         {3, 688, 32, 128},
+                                         {2, 960, 8, 128},
+                                         {2, 960, 32, 128},
+                                         {1, 8640, 8, 128},
+                                         {1, 8640, 32, 128},
+                                         {4, 100, 8, 32},
+                                         {4, 100, 32, 128},
+                                         {5, 5, 8, 128},
+                                         {5, 5, 32, 32}})
+  for (GlvqCode code : {GlvqCode::box, GlvqCode::shaped}) {
+    SCOPED_TRACE(testing::Message() << "code " << static_cast<int>(code) << " out " << c.out << " in " << c.in
+                                    << " d " << c.d << " gs " << c.gs);
+    const GlvqLayout L{c.out, c.in, c.d, c.gs, code};
+    const int64_t in_p = (c.in + c.d - 1) / c.d * c.d;
+    const GlvqLayout P{c.out, in_p, c.d, c.gs, code};
+    ASSERT_EQ(P.groups(), L.groups());
+    Params p = narrow_params(rng, L);
+    std::vector<float> W = random_weights(rng, c.out * c.in, 0.1f), Wp(size_t(c.out * in_p), 0.0f);
+    for (int64_t r = 0; r < c.out; ++r) std::copy_n(W.data() + r * c.in, c.in, Wp.data() + r * in_p);
+    const auto off = glvq_group_offsets(L, p.bits.data());
+    ASSERT_EQ(off, glvq_group_offsets(P, p.bits.data()));
+    std::vector<uint8_t> codes(off.back()), codes_p(off.back());
+    glvq_encode_ref(L, p.view(), W.data(), codes.data());
+    glvq_encode_ref(P, p.view(), Wp.data(), codes_p.data());
+    EXPECT_EQ(codes, codes_p);
+    std::vector<float> Wh(W.size(), NAN), Wh_p(Wp.size(), NAN);
+    glvq_decode_ref(L, p.view(), codes.data(), Wh.data());
+    glvq_decode_ref(P, p.view(), codes.data(), Wh_p.data());
+    bool same = true;
+    for (int64_t r = 0; r < c.out; ++r)
+      for (int64_t k = 0; k < c.in; ++k) same = same && Wh[r * c.in + k] == Wh_p[r * in_p + k];
+    EXPECT_TRUE(same);
+    // gemv over the true columns only: x's padding part never enters.
+    std::vector<float> x = random_weights(rng, c.in, 1.0f), xp(size_t(in_p), 1e30f), y(c.out), y_p(c.out);
+    std::copy(x.begin(), x.end(), xp.begin());
+    for (int64_t k = c.in; k < in_p; ++k) xp[k] = 0.0f;
+    glvq_gemv_ref(L, p.view(), codes.data(), x.data(), y.data());
+    glvq_gemv_ref(P, p.view(), codes.data(), xp.data(), y_p.data());
+    for (int64_t r = 0; r < c.out; ++r) EXPECT_EQ(y[r], y_p[r]) << "row " << r;
+  }
+}
+
+TEST(GlvqCodec, NarrowLastGroupDecodeMatchesHandFormula) {
+  // Every weight of a layer with a narrower last group (and a padded last vector)
+  // from the spec's formula, with the byte offsets computed here.
+  std::mt19937 rng(kSeed + 21);
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed + 21);
+  for (int d : {8, 32}) {
+    SCOPED_TRACE(testing::Message() << "d " << d);
+    const int gs = 64;
+    GlvqLayout L{3, 2 * gs + d + 5, d, gs};  // groups of 64, 64 and d + 5 columns
+    Params p = narrow_params(rng, L);
+    std::vector<float> W = random_weights(rng, L.out * L.in, 0.1f);
+    std::vector<uint8_t> codes(glvq_group_offsets(L, p.bits.data()).back());
+    std::vector<float> Wh(W.size());
+    glvq_encode_ref(L, p.view(), W.data(), codes.data());
+    glvq_decode_ref(L, p.view(), codes.data(), Wh.data());
+    int64_t base = 0;
+    for (int64_t g = 0; g < 3; ++g) {
+      const int64_t cols = g < 2 ? gs : d + 5, V = (cols + d - 1) / d;
+      const int b = p.bits[g];
+      for (int64_t r = 0; r < L.out; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const int64_t v = c / d, i = c % d;
+          std::vector<int32_t> uz(d);
+          glvq_unpack_vec(codes.data() + base + (r * V + v) * glvq_vec_bytes(d, b), d, b, uz.data());
+          double u = 0;
+          for (int j = 0; j < d; ++j) u += double(p.G[g * d * d + i * d + j]) * (uz[j] - (1 << (b - 1)) + 0.5);
+          const double s = p.scale[g], mu = p.mu[g];
+          const double w = mu == 0 ? s * u : (u < 0 ? -1 : 1) * s * std::expm1(std::fabs(u) * std::log1p(mu)) / mu;
+          const float got = Wh[r * L.in + g * gs + c];
+          EXPECT_NEAR(got, w, 1e-5 * std::fabs(w) + 1e-9) << "g=" << g << " r=" << r << " c=" << c;
+        }
+      base += L.out * V * glvq_vec_bytes(d, b);
+    }
+    EXPECT_EQ(base, int64_t(codes.size()));
+  }
+}
+
 }  // namespace
 }  // namespace glvq

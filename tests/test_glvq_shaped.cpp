@@ -86,7 +86,7 @@ TEST(GlvqShaped, LloydUpdateIsTheLeastSquaresOptimum) {
   GlvqShapedParams p = random_params(B, d, 2, 0.3);
   p.scale = at::full({B}, 0.5f);
   const GlvqShapedCodes c = glvq_shaped_encode_layer(W, gs, p, F, /*inter=*/true);
-  const at::Tensor G = glvq_shaped_lloyd_update(c, D, p.scale, gs, d, /*ridge=*/0.0);
+  const at::Tensor G = glvq_shaped_lloyd_update(c, D, p.scale, gs, d, /*ridge=*/0.0, p.G);
   for (int64_t g = 0; g < B; ++g) {
     const double J = lloyd_objective(c, D, 0.5, g, gs, d, G.select(0, g));
     EXPECT_LT(J, lloyd_objective(c, D, 0.5, g, gs, d, p.G.select(0, g)));
@@ -101,6 +101,30 @@ TEST(GlvqShaped, LloydUpdateIsTheLeastSquaresOptimum) {
       EXPECT_LT(std::fabs(jp - jm), 1e-3 * (jp + jm - 2 * J) + 1e-7 * J) << "group " << g;
     }
   }
+}
+
+TEST(GlvqShaped, LloydKeepsTheRowsTheMetricNeverSees) {
+  // A coordinate whose metric is 0 in every vector (a dead input, a padding
+  // column of a narrower last group) gives its row of G no data: that row keeps
+  // the previous G's, so G stays invertible; the other rows are still the
+  // least-squares optimum.
+  const int64_t out = 32, in = 32, gs = 32, d = 8;
+  at::manual_seed(kSeed + 6);
+  const at::Tensor W = at::randn({out, in});
+  const at::Tensor U = glvq_inverse_cholesky(random_hessian(in, kSeed + 7), 0.01, "test");
+  const at::Tensor F = glvq_feedback_matrix(U, d);
+  const at::Tensor keep = (at::arange(d) != 3).to(at::kFloat);
+  const at::Tensor D = glvq_feedback_metrics(U, d) * keep.reshape({1, d, 1}) * keep.reshape({1, 1, d});
+  GlvqShapedParams p = random_params(1, d, 2, 0.3);
+  const GlvqShapedCodes c = glvq_shaped_encode_layer(W, gs, p, F, /*inter=*/true);
+  const at::Tensor G = glvq_shaped_lloyd_update(c, D, p.scale, gs, d, 1e-6, p.G).select(0, 0);
+  for (int64_t j = 0; j < d; ++j)
+    EXPECT_NEAR(G[3][j].item<double>(), p.G[0][3][j].item<double>(), 1e-5) << "column " << j;
+  EXPECT_GT(std::fabs(at::linalg_det(G.to(at::kDouble)).item<double>()), 1e-12);
+  EXPECT_LT(lloyd_objective(c, D, 1.0, 0, gs, d, G), lloyd_objective(c, D, 1.0, 0, gs, d, p.G.select(0, 0)));
+  // With a zero previous G the row is 0 (the ridge's value): what the rule guards against.
+  const at::Tensor G0 = glvq_shaped_lloyd_update(c, D, p.scale, gs, d, 1e-6, at::zeros_like(p.G)).select(0, 0);
+  EXPECT_LT(G0[3].abs().max().item<double>(), 1e-6);
 }
 
 TEST(GlvqShaped, CodecReferenceDecodesWhatTheEncoderChose) {

@@ -82,3 +82,59 @@ TEST(Plan, MoreRanksThanBlocksIsAUsageError) {
     EXPECT_NE(std::string(e.what()).find("only 3 transformer blocks"), std::string::npos) << e.what();
   }
 }
+
+// ---------------------------------------------------------------- quantization check at plan time
+
+namespace {
+/// A tiny Llama with the widths: hidden 256, intermediate 688, MQA.
+LlamaConfig odd_cfg() {
+  LlamaConfig c;
+  c.hidden = 256; c.intermediate = 688; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 1; c.head_dim = 64;
+  c.vocab = 100;
+  return c;
+}
+std::string usage_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UsageError& e) {
+    return e.message();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(PlanQuant, EveryMethodTakesAnyWidthByDefault) {
+  for (const char* method : {"none", "rtn", "gptq", "glvq"}) {
+    QuantConfig qc;
+    qc.method = method;
+    EXPECT_NO_THROW(check_quant_plan(qc, odd_cfg())) << method;
+  }
+}
+
+TEST(PlanQuant, ShapedCodeRulesComeBeforeCalibration) {
+  QuantConfig qc;
+  qc.method = "glvq";
+  qc.glvq.code = "shaped";
+  qc.glvq.companding = false;
+  for (int64_t gs : {128, 16, 0, 24}) {  // a narrower last group at 688 and 960 columns for 128 and 24
+    qc.glvq.group_size = gs;
+    qc.glvq.dim = gs == 24 ? 24 : 8;
+    EXPECT_NO_THROW(check_quant_plan(qc, odd_cfg())) << gs;
+  }
+  qc.glvq.dim = 12;
+  qc.glvq.group_size = 24;
+  EXPECT_NE(usage_message([&] { check_quant_plan(qc, odd_cfg()); }).find("multiple of 8"), std::string::npos);
+  qc.glvq.dim = 8;
+  qc.glvq.companding = true;
+  EXPECT_NE(usage_message([&] { check_quant_plan(qc, odd_cfg()); }).find("companding"), std::string::npos);
+}
+
+TEST(PlanQuant, MethodOptionErrorsComeBeforeCalibration) {
+  QuantConfig qc;
+  qc.method = "gptq";
+  qc.bits = 2.5;
+  EXPECT_NE(usage_message([&] { check_quant_plan(qc, odd_cfg()); }).find("integer"), std::string::npos);
+  qc.bits = 3;
+  qc.gptq.static_groups = false;
+  EXPECT_NE(usage_message([&] { check_quant_plan(qc, odd_cfg()); }).find("static_groups"), std::string::npos);
+}

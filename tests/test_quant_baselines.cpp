@@ -39,29 +39,41 @@ at::Tensor correlated_hessian(int64_t in, int64_t n) {
   return X.t().mm(X) / static_cast<double>(n);
 }
 
-/// The RTN grid written out as a plain loop: the spec that rtn.cpp vectorizes.
+/// One row's grid over N weights W, written out as a plain loop: the spec that rtn.cpp vectorizes.
+struct NaiveGrid {
+  float s, z;
+};
+NaiveGrid naive_grid(const float* w, int64_t n, int bits) {
+  const float maxq = static_cast<float>((1 << bits) - 1);
+  float lo = 0, hi = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    lo = std::min(lo, w[j]);
+    hi = std::max(hi, w[j]);
+  }
+  if (lo == 0 && hi == 0) lo = -1, hi = 1;
+  float s = std::max((hi - lo) / maxq, std::ldexp(1.0f, -24));
+  s = static_cast<float>(c10::Half(s));
+  return {s, std::min(std::max(std::nearbyint(-lo / s), 0.0f), maxq)};
+}
+
+float naive_round(float w, NaiveGrid g, int bits) {
+  const float maxq = static_cast<float>((1 << bits) - 1);
+  const float q = std::min(std::max(std::nearbyint(w / g.s) + g.z, 0.0f), maxq);
+  return g.s * (q - g.z);
+}
+
+/// RTN as a plain loop. Groups are gs columns, the last one whatever is left of the row.
 at::Tensor naive_rtn(const at::Tensor& W, int bits, int64_t gs) {
   const int64_t out = W.size(0), in = W.size(1);
-  const float maxq = static_cast<float>((1 << bits) - 1);
   at::Tensor Wc = W.contiguous();
   at::Tensor R = at::empty({out, in});
   const float* w = Wc.data_ptr<float>();
   float* r = R.data_ptr<float>();
   for (int64_t i = 0; i < out; ++i) {
     for (int64_t g0 = 0; g0 < in; g0 += gs) {
-      float lo = 0, hi = 0;
-      for (int64_t j = g0; j < g0 + gs; ++j) {
-        lo = std::min(lo, w[i * in + j]);
-        hi = std::max(hi, w[i * in + j]);
-      }
-      if (lo == 0 && hi == 0) lo = -1, hi = 1;
-      float s = std::max((hi - lo) / maxq, std::ldexp(1.0f, -24));
-      s = static_cast<float>(c10::Half(s));
-      const float z = std::min(std::max(std::nearbyint(-lo / s), 0.0f), maxq);
-      for (int64_t j = g0; j < g0 + gs; ++j) {
-        const float q = std::min(std::max(std::nearbyint(w[i * in + j] / s) + z, 0.0f), maxq);
-        r[i * in + j] = s * (q - z);
-      }
+      const int64_t g1 = std::min(in, g0 + gs);
+      const NaiveGrid g = naive_grid(w + i * in + g0, g1 - g0, bits);
+      for (int64_t j = g0; j < g1; ++j) r[i * in + j] = naive_round(w[i * in + j], g, bits);
     }
   }
   return R;
@@ -108,10 +120,12 @@ double naive_loss(const at::Tensor& W, const at::Tensor& W_hat, const at::Tensor
 
 /// GPTQ written out without lazy batches: after each column, every later column
 /// takes its share of the error at once, in double (the blocked float version
-/// must agree up to rounding).
-at::Tensor naive_gptq(const at::Tensor& W, const at::Tensor& H, int bits, int64_t gs, double damp) {
+/// must agree up to rounding). Static groups (act-order) take each group's grid
+/// from the original W; dynamic ones (no act-order) from the group's columns as
+/// they stand when its first column comes up. The last group may be narrower.
+at::Tensor naive_gptq(const at::Tensor& W, const at::Tensor& H, int bits, int64_t gs, double damp,
+                      bool dynamic = false) {
   const int64_t out = W.size(0), in = W.size(1);
-  const float maxq = static_cast<float>((1 << bits) - 1);
   at::Tensor Wd = W.to(at::kDouble).contiguous(), Hd = H.to(at::kDouble).contiguous();
   for (int64_t i = 0; i < in; ++i) {
     if (Hd[i][i].item<double>() == 0) {
@@ -119,12 +133,22 @@ at::Tensor naive_gptq(const at::Tensor& W, const at::Tensor& H, int bits, int64_
       Wd.select(1, i).zero_();
     }
   }
-  IntGrid grid = grid_find_params(Wd.to(at::kFloat), bits, gs);
+  const int64_t groups = (in + gs - 1) / gs;
+  std::vector<NaiveGrid> grid(static_cast<size_t>(out * groups));
+  auto grid_from = [&](const double* w, int64_t r, int64_t g, int64_t stride) {
+    const int64_t g0 = g * gs, g1 = std::min(in, g0 + gs);
+    std::vector<float> row;
+    for (int64_t j = g0; j < g1; ++j) row.push_back(static_cast<float>(w[r * stride + j]));
+    grid[r * groups + g] = naive_grid(row.data(), g1 - g0, bits);
+  };
+  if (!dynamic)
+    for (int64_t r = 0; r < out; ++r)
+      for (int64_t g = 0; g < groups; ++g) grid_from(Wd.data_ptr<double>(), r, g, in);
   std::vector<int64_t> perm(in);
   for (int64_t i = 0; i < in; ++i) perm[i] = i;
   std::vector<double> dg(in);
   for (int64_t i = 0; i < in; ++i) dg[i] = Hd[i][i].item<double>();
-  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return dg[a] > dg[b]; });
+  if (!dynamic) std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return dg[a] > dg[b]; });
   at::Tensor P = at::zeros({in, in}, at::kDouble);
   for (int64_t j = 0; j < in; ++j) P[perm[j]][j] = 1.0;
   at::Tensor Hp = P.t().mm(Hd).mm(P);
@@ -134,16 +158,12 @@ at::Tensor naive_gptq(const at::Tensor& W, const at::Tensor& H, int bits, int64_
   at::Tensor R = at::empty({out, in});
   double* w = Wp.data_ptr<double>();
   const double* u = U.data_ptr<double>();
-  const float* sc = grid.scale.data_ptr<float>();
-  const float* ze = grid.zero.data_ptr<float>();
   float* rp = R.data_ptr<float>();
-  const int64_t groups = in / gs;
   for (int64_t j = 0; j < in; ++j) {
     const int64_t col = perm[j], g = col / gs;
     for (int64_t r = 0; r < out; ++r) {
-      const float s = sc[r * groups + g], z = ze[r * groups + g];
-      const float q = std::min(std::max(std::nearbyint(static_cast<float>(w[r * in + j]) / s) + z, 0.0f), maxq);
-      const float wq = s * (q - z);
+      if (dynamic && col % gs == 0) grid_from(w, r, g, in);  // no permutation: column order = quantization order
+      const float wq = naive_round(static_cast<float>(w[r * in + j]), grid[r * groups + g], bits);
       rp[r * in + col] = wq;
       const double err = (w[r * in + j] - wq) / u[j * in + j];
       for (int64_t k = j; k < in; ++k) w[r * in + k] -= err * u[j * in + k];
@@ -370,21 +390,123 @@ TEST(QuantBaselines, RefusesFractionalBits) {
   EXPECT_THROW(make_quantizer(make_qc("awq", 4), 0), UsageError);
 }
 
-TEST(QuantBaselines, RefusesGroupSizeNotDividingIn) {
-  at::Tensor W = at::zeros({8, 200});
-  for (const char* method : {"rtn", "gptq"}) {
-    try {
-      make_quantizer(make_qc(method, 4, 128), 0)->quantize(W, at::eye(200), "layers.3.mlp.gate_proj");
-      ADD_FAILURE() << method << " accepted in = 200 with group_size 128";
-    } catch (const Error& e) {
-      EXPECT_NE(e.message().find("layers.3.mlp.gate_proj"), std::string::npos) << e.message();
-      EXPECT_NE(e.message().find("[8, 200]"), std::string::npos) << e.message();
+// Widths of real Llama-family projections that 128 does not divide (SmolLM2-360M
+// 960, OpenLLaMA-3B 8640, a tiny model's 688), a head_dim-like 100 and a 5.
+const std::vector<int64_t> kOddWidths = {688, 960, 8640, 100, 5};
+
+/// Bits of the stored arrays per weight, counted here from the format's sizes.
+double expected_grid_bits(int64_t out, int64_t in, int bits, int64_t gs) {
+  const int64_t groups = (in + gs - 1) / gs;
+  const double code_bytes = static_cast<double>(out * ((in * bits + 7) / 8));
+  const double scale_zero_bytes = static_cast<double>(out * groups * 2 * 2);
+  return (code_bytes + scale_zero_bytes) * 8 / static_cast<double>(out * in);
+}
+
+TEST(QuantBaselines, RtnAnyWidthMatchesNaiveLoop) {
+  seed_all(21);
+  for (int64_t in : kOddWidths) {
+    for (int gs : {128, 32, 0}) {
+      for (int bits : {2, 3, 4}) {
+        SCOPED_TRACE("in " + std::to_string(in) + " group_size " + std::to_string(gs) + " bits " +
+                     std::to_string(bits));
+        const int64_t out = 6, g = gs == 0 ? in : gs;
+        at::Tensor W = at::randn({out, in}) * 0.02;
+        W.select(0, 2).zero_();
+        // The quantizer's own entry point where H is cheap; at 8640 an identity H alone
+        // would be 300 MB and its loss the test's whole cost, so the weight path directly.
+        QuantizedLinear L = in > 1000 ? rtn_quantize_weight(W, bits, g)
+                                      : make_quantizer(make_qc("rtn", bits, gs), 0)->quantize(W, at::eye(in), "l");
+        EXPECT_EQ(L.attrs.at("group_size"), g);
+        EXPECT_EQ(L.arrays.at("scale").size(1), (in + g - 1) / g);
+        at::Tensor W_hat = dequantize(L);
+        ASSERT_EQ(W_hat.sizes(), W.sizes());
+        EXPECT_TRUE(at::equal(W_hat, naive_rtn(W, bits, g)));
+        // Bits: every stored byte over the true number of weights.
+        EXPECT_DOUBLE_EQ(count_bits(L).total(), expected_grid_bits(out, in, bits, g));
+        EXPECT_EQ(count_bits(L).weights, out * in);
+      }
     }
   }
-  // group_size 0 = one group per row.
-  QuantizedLinear L = make_quantizer(make_qc("rtn", 4, 0), 0)->quantize(at::randn({8, 200}), at::eye(200), "l");
-  EXPECT_EQ(L.attrs.at("group_size"), 200);
-  EXPECT_EQ(L.arrays.at("scale").size(1), 1);
+}
+
+TEST(QuantBaselines, GptqAnyWidthMatchesUnblockedLoop) {
+  seed_all(22);
+  for (int64_t in : kOddWidths) {
+    if (in > 1000) continue;  // 8640: DISABLED_GptqWideLayerNarrowLastGroup (its Cholesky costs minutes)
+    for (int gs : {128, 32}) {
+      SCOPED_TRACE("in " + std::to_string(in) + " group_size " + std::to_string(gs));
+      const int64_t out = 16;
+      at::Tensor W = at::randn({out, in});
+      at::Tensor H = correlated_hessian(in, 2 * in + 8);
+      QuantizedLinear g = make_quantizer(make_qc("gptq", 3, gs), 0)->quantize(W, H, "l");
+      at::Tensor W_hat = dequantize(g);
+      ASSERT_EQ(W_hat.sizes(), W.sizes());
+      const at::Tensor ref = naive_gptq(W, H, 3, gs, 0.01);
+      const double mismatch = (W_hat != ref).to(at::kDouble).mean().item<double>();
+      const double ref_loss = layer_loss(W, ref, H);
+      std::printf("[ ref      ] in %lld gs %d: codes differing %.4f%%, loss %.6g vs unblocked %.6g (rtn %.6g)\n",
+                  static_cast<long long>(in), gs, 100 * mismatch, g.loss, ref_loss, g.loss_init);
+      EXPECT_LT(mismatch, 0.01);
+      EXPECT_NEAR(g.loss, ref_loss, 0.01 * ref_loss);
+      EXPECT_LE(g.loss, g.loss_init);
+      EXPECT_DOUBLE_EQ(count_bits(g).total(), expected_grid_bits(out, in, 3, gs));
+    }
+  }
+}
+
+TEST(QuantBaselines, GptqDynamicGroupsNarrowLastGroup) {
+  seed_all(23);
+  for (int64_t in : {int64_t{688}, int64_t{100}, int64_t{5}}) {
+    SCOPED_TRACE("in " + std::to_string(in));
+    at::Tensor W = at::randn({12, in});
+    at::Tensor H = correlated_hessian(in, 2 * in + 8);
+    QuantConfig qc = make_qc("gptq", 3, 64);
+    qc.gptq.act_order = false;
+    qc.gptq.static_groups = false;
+    QuantizedLinear g = make_quantizer(qc, 0)->quantize(W, H, "l");
+    const at::Tensor ref = naive_gptq(W, H, 3, 64, 0.01, /*dynamic=*/true);
+    const double mismatch = (dequantize(g) != ref).to(at::kDouble).mean().item<double>();
+    EXPECT_LT(mismatch, 0.01);
+    EXPECT_NEAR(g.loss, layer_loss(W, ref, H), 0.01 * g.loss);
+  }
+}
+
+// OpenLLaMA-3B's down_proj width: 67 groups of 128 and a last one of 64. Disabled in the
+// suite: its two 8640 x 8640 Cholesky factorizations (test and reference) take minutes on
+// 2 cores; GptqAnyWidthMatchesUnblockedLoop covers the same group structure at 960
+// (7 x 128 + 64). Run it with --gtest_also_run_disabled_tests.
+TEST(QuantBaselines, DISABLED_GptqWideLayerNarrowLastGroup) {
+  seed_all(24);
+  const int64_t out = 3, in = 8640;
+  at::Tensor W = at::randn({out, in});
+  const at::Tensor X = at::randn({64, in});
+  const at::Tensor H = X.t().mm(X) / 64.0 + 0.1 * at::eye(in);
+  QuantizedLinear g = make_quantizer(make_qc("gptq", 4), 0)->quantize(W, H, "model.layers.0.mlp.down_proj.weight");
+  const at::Tensor ref = naive_gptq(W, H, 4, 128, 0.01);
+  const at::Tensor W_hat = dequantize(g);
+  const double mismatch = (W_hat != ref).to(at::kDouble).mean().item<double>();
+  EXPECT_LT(mismatch, 0.01);
+  EXPECT_NEAR(g.loss, layer_loss(W, ref, H), 0.01 * g.loss);
+  EXPECT_EQ(g.arrays.at("scale").size(1), 68);
+  EXPECT_DOUBLE_EQ(count_bits(g).total(), expected_grid_bits(out, in, 4, 128));
+}
+
+TEST(QuantBaselines, GroupSizeZeroIsWholeRows) {
+  for (const char* method : {"rtn", "gptq"}) {
+    at::Tensor W = at::randn({8, 200});
+    QuantizedLinear L = make_quantizer(make_qc(method, 4, 0), 0)->quantize(W, at::eye(200), "l");
+    EXPECT_EQ(L.attrs.at("group_size"), 200) << method;
+    EXPECT_EQ(L.arrays.at("scale").size(1), 1) << method;
+    EXPECT_TRUE(at::equal(dequantize(L), naive_rtn(W, 4, 200))) << method;  // H = I: GPTQ is RTN
+  }
+}
+
+TEST(QuantBaselines, GridDequantizeChecksGroupCount) {
+  QuantizedLinear L = make_quantizer(make_qc("rtn", 4, 128), 0)->quantize(at::randn({4, 200}), at::eye(200), "l");
+  ASSERT_EQ(L.arrays.at("scale").size(1), 2);
+  QuantizedLinear bad = L;
+  bad.arrays["scale"] = bad.arrays["scale"].narrow(1, 0, 1).contiguous();  // what a gs | in reader would expect
+  EXPECT_THROW(dequantize(bad), Error);
 }
 
 TEST(QuantBaselines, DequantizeChecksArrays) {

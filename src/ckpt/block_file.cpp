@@ -6,6 +6,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace glvq {
 namespace {
 
@@ -50,7 +52,9 @@ void write_block_to(const std::string& tmp, const std::string& path, int block,
                     const std::map<std::string, QuantizedLinear>& layers, const nlohmann::json& provenance) {
   H5Handle f = h5_create(tmp);
   h5_set_attr(f.id(), "format", kBlockFormat);
-  h5_set_attr(f.id(), "format_version", kBlockFormatVersion);
+  int64_t version = 1;
+  for (const auto& [name, q] : layers) version = std::max(version, layer_format_version(q));
+  h5_set_attr(f.id(), "format_version", version);
   h5_set_attr(f.id(), "block", static_cast<int64_t>(block));
   h5_set_attr_json(f.id(), "provenance", provenance);
   {
@@ -88,9 +92,10 @@ void write_block_file(const std::string& path, int block, const std::map<std::st
 
 BlockFile read_block_file(const std::string& path) {
   H5Handle f = h5_open_read(path, kWhat);
-  check_file_format(f.id(), path, kBlockFormat, kBlockFormatVersion, kWhat);
+  const int64_t version = check_file_format(f.id(), path, kBlockFormat, kBlockFormatVersion, kWhat);
   const std::string root = path + ": root";
   BlockFile bf;
+  bf.format_version = version;
   const int64_t block = h5_get_attr_int(f.id(), "block", root);
   GLVQ_CHECK(block >= 0 && block < (int64_t(1) << 30), "{}: block attribute {} is invalid", path, block);
   bf.block = static_cast<int>(block);

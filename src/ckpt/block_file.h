@@ -5,7 +5,7 @@
 /// renamed), so --resume may trust any file that reads back and matches.
 ///
 /// Layout (docs/FORMAT.md, "Block file"): root attributes format="glvq-block",
-/// format_version=1, block=k, provenance (JSON text); /layers/<k>/<linear>/
+/// format_version=1 or 2 (docs/FORMAT.md), block=k, provenance (JSON text); /layers/<k>/<linear>/
 /// groups exactly as in the final checkpoint (ckpt/layer_io.h).
 #include "quant/quantizer.h"
 
@@ -18,7 +18,8 @@
 namespace glvq {
 
 constexpr const char* kBlockFormat = "glvq-block";
-constexpr int64_t kBlockFormatVersion = 1;
+/// The newest block file version this build reads and writes (docs/FORMAT.md).
+constexpr int64_t kBlockFormatVersion = 2;
 
 /// Writes block BLOCK's LAYERS (by tensor name "model.layers.<BLOCK>.<linear>.weight")
 /// with PROVENANCE (any JSON object: quant_config, quant_config_hash,
@@ -30,6 +31,7 @@ void write_block_file(const std::string& path, int block, const std::map<std::st
 
 struct BlockFile {
   int block = -1;
+  int64_t format_version = 0;  ///< as read
   std::map<std::string, QuantizedLinear> layers;  ///< by tensor name
   nlohmann::json provenance;
 };

@@ -53,6 +53,7 @@ struct CheckpointWriter::Impl {
   BitsBreakdown bits;
   nlohmann::json losses = nlohmann::json::object();
   int64_t layer_count = 0, tensor_count = 0;
+  int64_t format_version = 1;  ///< the largest layer_format_version of the layers
   double unquantized_bits = 0;
   int64_t unquantized_params = 0;
   bool finished = false;
@@ -101,6 +102,7 @@ void CheckpointWriter::add_layer(const std::string& tensor_name, const Quantized
   }
   write_layer_group(it->second.id(), tensor_name, q, m.path);
   m.bits += count_bits(q);
+  m.format_version = std::max(m.format_version, layer_format_version(q));
   m.losses[tensor_name] = {{"loss", q.loss}, {"loss_init", q.loss_init}, {"seconds", q.seconds}};
   ++m.layer_count;
 }
@@ -134,7 +136,7 @@ void CheckpointWriter::finish(const CheckpointInfo& info) {
   GLVQ_CHECK(!m.finished, "checkpoint {} is already finished", m.path);
   const hid_t f = m.file.id();
   h5_set_attr(f, "format", kCheckpointFormat);
-  h5_set_attr(f, "format_version", kCheckpointFormatVersion);
+  h5_set_attr(f, "format_version", m.format_version);
   h5_set_attr(f, "model_config", info.model_config);
   h5_set_attr(f, "config", info.config);
   h5_set_attr(f, "method", info.method);

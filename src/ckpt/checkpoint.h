@@ -2,7 +2,7 @@
 /// The final quantized model, <output_dir>/model.glvq.h5: every quantized
 /// linear, the unquantized tensors in their original dtype, and root
 /// attributes that make the file self-describing. docs/FORMAT.md is the schema:
-///   /                      attributes: format="glvq", format_version=1, model_config,
+///   /                      attributes: format="glvq", format_version=1 or 2, model_config,
 ///                          config, method, bits_per_weight, bits_breakdown,
 ///                          bits_per_weight_model, git_commit, layer_losses,
 ///                          provenance, layer_count, tensor_count
@@ -23,7 +23,8 @@
 namespace glvq {
 
 constexpr const char* kCheckpointFormat = "glvq";
-constexpr int64_t kCheckpointFormatVersion = 1;
+/// The newest checkpoint version this build reads and writes (docs/FORMAT.md).
+constexpr int64_t kCheckpointFormatVersion = 2;
 
 /// Root attributes the caller supplies; the writer derives the rest (bits,
 /// losses, counts) from what was actually stored.

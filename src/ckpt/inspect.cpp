@@ -93,8 +93,8 @@ nlohmann::json inspect_file(const std::string& path, const InspectOptions& opt) 
   if (format == kCheckpointFormat) {
     CheckpointReader ck(path);
     out["kind"] = "checkpoint";
-    out["format_version"] = kCheckpointFormatVersion;
     nlohmann::json root = ck.root_attrs();
+    out["format_version"] = root.value("format_version", int64_t{0});
     out["root"] = {{"method", root.value("method", "")},
                    {"git_commit", root.value("git_commit", "")},
                    {"bits_per_weight", root.value("bits_per_weight", 0.0)},
@@ -129,7 +129,7 @@ nlohmann::json inspect_file(const std::string& path, const InspectOptions& opt) 
   } else {
     const BlockFile bf = read_block_file(path);
     out["kind"] = "block";
-    out["format_version"] = kBlockFormatVersion;
+    out["format_version"] = bf.format_version;
     out["root"] = {{"block", bf.block}, {"provenance", bf.provenance}};
     for (const auto& [n, q] : bf.layers) {
       layers.push_back(layer_summary(n, q, opt));

@@ -44,8 +44,8 @@ std::string layer_tensor_name(int block, const std::string& linear) {
   return "model.layers." + std::to_string(block) + "." + linear + ".weight";
 }
 
-void check_file_format(hid_t file, const std::string& path, const std::string& format, int64_t version,
-                       const std::string& what) {
+int64_t check_file_format(hid_t file, const std::string& path, const std::string& format, int64_t version,
+                          const std::string& what) {
   GLVQ_CHECK(h5_has_attr(file, "format"),
              "{} is an HDF5 file but not a glvq {} (it has no root attribute 'format'; expected \"{}\")", path,
              what, format);
@@ -58,8 +58,15 @@ void check_file_format(hid_t file, const std::string& path, const std::string& f
   const int64_t v = h5_get_attr_int(file, "format_version", path + ": root");
   GLVQ_CHECK(v <= version, "{} has format_version {}: it was written by a newer glvq; this build reads {} "
              "version {}", path, v, what, version);
-  GLVQ_CHECK(v == version, "{} has format_version {}, which this build does not read ({} version {})", path, v,
+  GLVQ_CHECK(v >= 1, "{} has format_version {}, which this build does not read ({} versions 1 to {})", path, v,
              what, version);
+  return v;
+}
+
+int64_t layer_format_version(const QuantizedLinear& q) {
+  const auto it = q.attrs.find("group_size");
+  if (it == q.attrs.end() || !(it->second > 0)) return 1;
+  return q.in % static_cast<int64_t>(it->second) != 0 ? 2 : 1;
 }
 
 H5Compression layer_array_compression(const std::string& array_name, size_t nbytes) {

@@ -42,12 +42,19 @@ std::string read_layer_tensor_name(hid_t group, const std::string& where);
 /// Attribute names a layer group uses itself; QuantizedLinear::attrs may not use them.
 bool is_reserved_layer_attr(const std::string& name);
 
-/// Checks the root attributes format == FORMAT and format_version == VERSION of
-/// an open FILE; the error names PATH, says what the file is instead (foreign
-/// HDF5, a glvq file of the other kind, a newer version) and what to do.
-/// WHAT is the expected kind in words ("block file", "checkpoint").
-void check_file_format(hid_t file, const std::string& path, const std::string& format, int64_t version,
-                       const std::string& what);
+/// Checks the root attributes format == FORMAT and 1 <= format_version <= VERSION
+/// of an open FILE and returns the file's format_version; the error names PATH,
+/// says what the file is instead (foreign HDF5, a glvq file of the other kind, a
+/// newer version) and what to do. WHAT is the expected kind in words ("block file",
+/// "checkpoint").
+int64_t check_file_format(hid_t file, const std::string& path, const std::string& format, int64_t version,
+                          const std::string& what);
+
+/// The format_version a file holding Q needs (docs/FORMAT.md, Versioning): 2 when Q
+/// has a narrower last group (its group_size does not divide in), which a version-1
+/// reader would refuse as damaged; else 1. A file takes the largest over its layers,
+/// so files without narrower groups keep version 1 and their bytes.
+int64_t layer_format_version(const QuantizedLinear& q);
 
 /// Compression for array NAME of NBYTES: shuffle + deflate for metadata of at
 /// least 1 KiB (G, scales, zero points, bit maps); none for packed codes and

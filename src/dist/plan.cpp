@@ -1,6 +1,8 @@
 #include "dist/plan.h"
 
 #include "common/error.h"
+#include "nn/llama.h"
+#include "quant/quantizer.h"
 
 #include <algorithm>
 #include <limits>
@@ -75,6 +77,17 @@ Plan make_plan(const LlamaConfig& cfg, int world) {
     j = i;
   }
   return p;
+}
+
+void check_quant_plan(const QuantConfig& qc, const LlamaConfig& cfg) {
+  if (qc.method == "none") return;
+  std::vector<LayerShape> layers;
+  for (int b = 0; b < cfg.n_layers; ++b)
+    for (int l = 0; l < kNumLinears; ++l) {
+      const std::vector<int64_t> s = linear_weight_shape(cfg, static_cast<Linear>(l));
+      layers.push_back({linear_tensor_name(b, static_cast<Linear>(l)), s[0], s[1]});
+    }
+  check_quant_layers(qc, layers);
 }
 
 }  // namespace glvq

@@ -1,6 +1,7 @@
 #pragma once
 /// Which rank owns which transformer blocks: contiguous ranges balanced by
 /// parameter count, embedding on the first rank, final norm + lm_head on the last.
+#include "config/config.h"
 #include "model/llama_config.h"
 
 #include <nlohmann/json.hpp>
@@ -34,5 +35,10 @@ Plan make_plan(const LlamaConfig& cfg, int world);
 
 /// Parameters of one block / of the embedding / of the head, from the config.
 int64_t block_params(const LlamaConfig& cfg);
+
+/// Refuses (UsageError, exit 2) before calibration a quantization config that
+/// cannot handle some linear of the model: check_quant_layers over every block's
+/// seven linears, named as in the checkpoint. quant.method none passes.
+void check_quant_plan(const QuantConfig& qc, const LlamaConfig& cfg);
 
 }  // namespace glvq

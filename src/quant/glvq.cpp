@@ -1,5 +1,6 @@
 #include "quant/glvq.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -84,7 +85,7 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
     GLVQ_CHECK(book == kShapedBookVersion, "the glvq layer [{}, {}] uses shaped codebook version {}, this glvq has "
                "version {}: decode it with the glvq that wrote it", q.out, q.in, book, kShapedBookVersion);
   }
-  GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0 && L.in % L.group_size == 0,
+  GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0,
              "the glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged", q.out,
              q.in, L.dim, L.group_size);
   const int64_t B = L.groups(), d = L.dim;
@@ -137,14 +138,15 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
   GLVQ_CHECK(W_in.dim() == 2 && H_in.dim() == 2 && H_in.size(0) == W_in.size(1) && H_in.size(1) == W_in.size(1),
              "layer {}: glvq needs W [out, in] and H [in, in], got {} and {} dimensions", name, W_in.dim(), H_in.dim());
   const int64_t out = W_in.size(0), in = W_in.size(1), d = c.dim;
-  const int64_t gs = c.group_size == 0 ? in : c.group_size;
-  GLVQ_CHECK(d >= 2 && gs % d == 0,
-             "layer {}: quant.glvq.dim = {} must divide the group size {} (quant.glvq.group_size = {})", name, d, gs,
-             c.group_size);
-  GLVQ_CHECK(in % gs == 0,
-             "layer {} [{}, {}]: quant.glvq.group_size = {} does not divide its {} input columns; use a divisor "
-             "of {} or 0 (whole rows)",
-             name, out, in, gs, in, in);
+  GLVQ_CHECK(d >= 2 && (c.group_size == 0 || c.group_size % d == 0),
+             "layer {}: quant.glvq.dim = {} must divide quant.glvq.group_size = {}", name, d, c.group_size);
+  // Any width: ceil(in/gs) groups, the last one narrower when gs does not divide in
+  // (glvq_codec.h). A group wider than the row (or group_size 0) is the whole row,
+  // rounded up to whole vectors.
+  const int64_t row = (in + d - 1) / d * d;
+  const int64_t gs = c.group_size == 0 ? row : std::min<int64_t>(c.group_size, row);
+  const int64_t B = (in + gs - 1) / gs, in_pad = B * gs, last_cols = in - (B - 1) * gs;
+  const bool narrow = in_pad != in;
   GLVQ_CHECK(c.rounding == "babai" || c.rounding == "nearest_plane",
              "quant.glvq.rounding = \"{}\" is not known (round_off, nearest_plane)", opt.cfg.rounding);
   const at::Device dev = W_in.device();
@@ -159,9 +161,11 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     Wp = glvq_incoherent_weight(W, s_out, s_in);
     Hp = glvq_incoherent_hessian(H, s_in);
   }
-  if (c.code == "shaped") return glvq_shaped_quantize_layer({W, H, Wp, Hp, s_in, s_out}, name, opt);
-  const at::Tensor Wg = glvq_group_view(Wp, gs);
-  const int64_t B = Wg.size(0);
+  if (c.code == "shaped") return glvq_shaped_quantize_layer({W, H, Wp, Hp, s_in, s_out}, name, opt, gs);
+  // The batched learning sees B groups of gs columns: a narrower last group is
+  // padded with zero weights whose errors every metric below ignores.
+  const int64_t pad = in_pad - in;
+  const at::Tensor Wg = glvq_group_view(narrow ? at::constant_pad_nd(Wp, {0, pad}) : Wp, gs);
 
   // Metric of each group and the feedback factors.
   at::Tensor A, F_intra;
@@ -172,18 +176,25 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     const int64_t fb = opt.feedback_block > 0 ? opt.feedback_block : d;
     GLVQ_CHECK(gs % fb == 0 && fb % d == 0, "layer {}: feedback block {} must be a multiple of dim {} dividing {}",
                name, fb, d, gs);
-    const at::Tensor U = glvq_inverse_cholesky(Hp, opt.damp, name);
+    at::Tensor U = glvq_inverse_cholesky(Hp, opt.damp, name);
+    U = glvq_pad_factor(U, in_pad);
     eo.F_full = glvq_feedback_matrix(U, fb);
     eo.feedback_block = fb;
     A = glvq_feedback_metrics(U, gs);
     if (fb < gs) F_intra = glvq_diag_blocks(eo.F_full, gs);
   } else {
-    A = glvq_diag_blocks(Hp, gs);
+    A = glvq_diag_blocks(narrow ? at::constant_pad_nd(Hp, {0, pad, 0, pad}) : Hp, gs);
+  }
+  if (narrow) {
+    // Padding is never a weight: its errors cost nothing.
+    at::Tensor Al = A.select(0, B - 1);
+    Al.slice(0, last_cols, gs).zero_();
+    Al.slice(1, last_cols, gs).zero_();
   }
 
   const double t_prep = lap();
   // Init at every width the allocation asks about; the allocation picks per group.
-  const GlvqInitStats st = glvq_init_stats(Wg, d, c.companding);
+  const GlvqInitStats st = glvq_init_stats(Wg, d, c.companding, narrow ? last_cols : 0);
   std::map<int, std::pair<GlvqParams, at::Tensor>> inits;
   auto init_at = [&](int b) -> const std::pair<GlvqParams, at::Tensor>& {
     auto it = inits.find(b);
@@ -195,10 +206,10 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     }
     return it->second;
   };
-  const at::Tensor diagH = Hp.diagonal().reshape({B, 1, gs});
+  const at::Tensor diagH = (narrow ? at::constant_pad_nd(Hp.diagonal(), {0, pad}) : Hp.diagonal()).reshape({B, 1, gs});
   const std::vector<double> salience = to_vector((Wg.square() * diagH).sum({1, 2}));
-  const std::vector<int> widths = glvq_allocate_bits(
-      opt.bits, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
+  const std::vector<int> widths = glvq_allocate_layer_bits(
+      opt.bits, in, gs, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
   at::Tensor bits_t = at::tensor(std::vector<int64_t>(widths.begin(), widths.end()), at::kLong).to(dev);
   GlvqParams P0{at::empty({B, d, d}, W.options()), st.mu, st.scale, bits_t};
   for (int b : std::set<int>(widths.begin(), widths.end()))

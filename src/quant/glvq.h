@@ -12,7 +12,9 @@
 ///   "bits"      uint8 [groups]       bit widths (1..8)
 ///   "signs_in"  uint8 [ceil(in/8)]   } incoherence only (quant/glvq_hadamard.h):
 ///   "signs_out" uint8 [ceil(out/8)]  } W = T_out^T W' T_in; without it W = W'
-/// attrs: "dim", "group_size" (never 0 once stored), "incoherence" (0/1), "seed";
+/// groups = ceil(in / group_size): the last group may be narrower (glvq_codec.h).
+/// attrs: "dim", "group_size" (never 0 once stored: 0 and sizes past the row are
+///   stored as the row rounded up to whole vectors), "incoherence" (0/1), "seed";
 ///   "code" (GlvqCode: 0 box, absent in older files = box; 1 shaped) and, with
 ///   the shaped code, "codebook" (kShapedBookVersion of the tables it was made with).
 #include <cstdint>

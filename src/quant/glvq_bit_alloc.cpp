@@ -93,4 +93,30 @@ std::vector<int> glvq_allocate_bits(double N, const std::vector<double>& salienc
   return bits;
 }
 
+std::vector<int> glvq_allocate_layer_bits(double N, int64_t in, int64_t gs, const std::vector<double>& salience,
+                                          bool bit_alloc, const std::function<std::vector<double>(int)>& loss_at,
+                                          GlvqAllocSearch search) {
+  const int64_t B = (in + gs - 1) / gs;
+  GLVQ_CHECK(static_cast<int64_t>(salience.size()) == B, "bit allocation: {} saliences for {} groups", salience.size(), B);
+  if (in % gs == 0) return glvq_allocate_bits(N, salience, bit_alloc, loss_at, search);
+  const int lo = static_cast<int>(std::floor(N));
+  const bool frac = N != lo;
+  std::vector<int> widths;
+  if (B > 1) {
+    const double n_full = static_cast<double>(B - 1);
+    const double Nf = frac ? std::min(lo + 1.0, lo + (N - lo) * static_cast<double>(in) / (n_full * gs)) : N;
+    const std::vector<double> sal_full(salience.begin(), salience.end() - 1);
+    widths = glvq_allocate_bits(
+        Nf, sal_full, bit_alloc,
+        [&](int b) {
+          std::vector<double> l = loss_at(b);
+          l.pop_back();
+          return l;
+        },
+        search);
+  }
+  widths.push_back(lo);
+  return widths;
+}
+
 }  // namespace glvq

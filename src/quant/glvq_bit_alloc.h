@@ -27,4 +27,13 @@ std::vector<int> glvq_allocate_bits(double N, const std::vector<double>& salienc
                                     const std::function<std::vector<double>(int)>& loss_at,
                                     GlvqAllocSearch search = GlvqAllocSearch::exact);
 
+/// The same for a layer of IN columns in B = ceil(IN / GS) groups whose last one
+/// may be narrower (IN not a multiple of GS). Groups of unequal size: the full
+/// ones share the allocation above (equal sizes keep its average exact); the
+/// narrower one takes N, or floor(N) for a fractional N, its share of the extra
+/// bits spread over the full groups. LOSS_AT and SALIENCE cover all B groups.
+std::vector<int> glvq_allocate_layer_bits(double N, int64_t in, int64_t gs, const std::vector<double>& salience,
+                                          bool bit_alloc, const std::function<std::vector<double>(int)>& loss_at,
+                                          GlvqAllocSearch search);
+
 }  // namespace glvq

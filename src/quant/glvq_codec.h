@@ -2,8 +2,14 @@
 /// The GLVQ code format, defined by this plain CPU reference (no LibTorch):
 /// kernels/ (CUDA) must reproduce it bit for bit (encode) or within 1 ulp (decode).
 ///
-/// A layer W [out, in] is cut into column groups of gs columns (gs | in); each
-/// row's slice of a group is cut into gs/d vectors of d consecutive weights.
+/// A layer W [out, in] is cut into column groups of gs columns (gs a multiple of
+/// d): groups = ceil(in/gs), group g holding columns [g*gs, g*gs + cols_g) with
+/// cols_g = min(gs, in - g*gs), so only the last group can be narrower. Each
+/// row's slice of group g is cut into V_g = ceil(cols_g/d) vectors of d
+/// consecutive weights; when d does not divide cols_g (only possible in the
+/// last group) its last vector holds n = cols_g - (V_g - 1)*d < d weights and is
+/// padded: encode treats its coordinates n..d-1 as u = 0, they are stored like
+/// any others, and decode computes them and drops them (they are never weights).
 /// Group g has: bit width b_g (1..8), scale s_g > 0, mu_g >= 0 (0 = no
 /// companding), generation matrix G_g (d x d, row-major) and its inverse.
 ///
@@ -19,7 +25,10 @@
 /// over (row, vector); each vector's d codes are stored as unsigned (z + 2^(b-1))
 /// in b bits each, LSB first, and padded to a whole number of bytes, so a vector
 /// takes vec_bytes(d, b) = ceil(d*b/8) bytes. Group g starts at byte
-/// group_offset(g) = sum over g' < g of out * (gs/d) * vec_bytes(d, b_g').
+/// group_offset(g) = sum over g' < g of out * V_g' * vec_bytes(d, b_g'); vector
+/// v of row r of group g at group_offset(g) + (r*V_g + v) * vec_bytes(d, b_g).
+/// A layer whose groups are all full (gs | in) has V_g = gs/d everywhere: the
+/// layout of files written before narrower groups existed, unchanged.
 /// Floating-point order: y_i = sum_j Ginv[i][j] * u_j and u'_i = sum_j G[i][j] * t_j
 /// accumulate in float with fmaf, j ascending, starting from 0.
 ///
@@ -32,6 +41,12 @@
 #include <cstdint>
 #include <vector>
 
+#if defined(__CUDACC__)
+#define GLVQ_LAYOUT_HD __host__ __device__
+#else
+#define GLVQ_LAYOUT_HD
+#endif
+
 namespace glvq {
 
 /// Code kinds (the layer attribute "code"): the box of integer coordinates
@@ -41,10 +56,21 @@ enum class GlvqCode : int { box = 0, shaped = 1 };
 struct GlvqLayout {
   int64_t out = 0, in = 0;
   int dim = 8;          ///< d
-  int group_size = 128; ///< gs (a multiple of dim, divides in)
+  int group_size = 128; ///< gs (a multiple of dim; the last group may be narrower)
   GlvqCode code = GlvqCode::box;
-  int64_t groups() const { return in / group_size; }
-  int64_t vecs_per_row() const { return group_size / dim; }
+  /// ceil(in / gs).
+  GLVQ_LAYOUT_HD int64_t groups() const { return (in + group_size - 1) / group_size; }
+  /// Vectors per row of a full group, gs / d.
+  GLVQ_LAYOUT_HD int64_t vecs_per_row() const { return group_size / dim; }
+  /// cols_g: gs, or what is left of the row for the last group.
+  GLVQ_LAYOUT_HD int64_t group_cols(int64_t g) const {
+    const int64_t left = in - g * group_size;
+    return left < group_size ? left : group_size;
+  }
+  /// V_g = ceil(cols_g / d): vectors per row of group g.
+  GLVQ_LAYOUT_HD int64_t group_vecs(int64_t g) const { return (group_cols(g) + dim - 1) / dim; }
+  /// True when every group is full (gs | in): the layout has no narrower group.
+  GLVQ_LAYOUT_HD bool full_groups() const { return in % group_size == 0; }
 };
 
 inline int64_t glvq_vec_bytes(int dim, int bits) { return (int64_t(dim) * bits + 7) / 8; }

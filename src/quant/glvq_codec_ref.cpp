@@ -3,6 +3,7 @@
 // exactly the same float operations.
 #include "quant/glvq_codec.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "common/error.h"
@@ -17,8 +18,6 @@ void check_layout(const GlvqLayout& L) {
   GLVQ_CHECK(L.dim >= 1 && L.dim <= 64, "GLVQ layout: dim {} must be in 1..64", L.dim);
   GLVQ_CHECK(L.group_size > 0 && L.group_size % L.dim == 0,
              "GLVQ layout: group_size {} must be a positive multiple of dim {}", L.group_size, L.dim);
-  GLVQ_CHECK(L.in % L.group_size == 0, "GLVQ layout: group_size {} must divide in = {}", L.group_size,
-             L.in);
   GLVQ_CHECK(L.code == GlvqCode::box || (L.code == GlvqCode::shaped && L.dim % kShapedBlock == 0),
              "GLVQ layout: code {} with dim {} (the shaped code needs a multiple of {})", static_cast<int>(L.code),
              L.dim, kShapedBlock);
@@ -46,7 +45,7 @@ std::vector<int64_t> glvq_group_offsets(const GlvqLayout& L, const uint8_t* bits
   std::vector<int64_t> off(G + 1, 0);
   for (int64_t g = 0; g < G; ++g) {
     check_bits(bits[g], g);
-    off[g + 1] = off[g] + L.out * L.vecs_per_row() * glvq_vec_bytes(L.dim, bits[g]);
+    off[g + 1] = off[g] + L.out * L.group_vecs(g) * glvq_vec_bytes(L.dim, bits[g]);
   }
   return off;
 }
@@ -79,10 +78,10 @@ void glvq_unpack_vec(const uint8_t* in, int dim, int bits, int32_t* uz) {
 void glvq_encode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const float* W, uint8_t* codes) {
   const std::vector<int64_t> off = glvq_group_offsets(L, p.bits);
   const int d = L.dim;
-  const int64_t V = L.vecs_per_row();
   std::vector<float> u(d), y(d);
   std::vector<int32_t> uz(d);
   for (int64_t g = 0; g < L.groups(); ++g) {
+    const int64_t V = L.group_vecs(g), cols = L.group_cols(g);
     const int b = p.bits[g];
     const float s = p.scale[g], mu = p.mu[g], Lc = fp::compand_log(mu);
     GLVQ_CHECK(s > 0.0f && mu >= 0.0f, "GLVQ encode: group {} has scale {} and mu {}", g, s, mu);
@@ -92,7 +91,8 @@ void glvq_encode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const float*
     for (int64_t r = 0; r < L.out; ++r) {
       for (int64_t v = 0; v < V; ++v) {
         const float* w = W + r * L.in + g * L.group_size + v * d;
-        for (int j = 0; j < d; ++j) u[j] = fp::compand(w[j], s, mu, Lc);
+        const int64_t n = std::min<int64_t>(d, cols - v * d);  // < d: the padded last vector
+        for (int j = 0; j < d; ++j) u[j] = j < n ? fp::compand(w[j], s, mu, Lc) : 0.0f;
         uint8_t* vec = codes + off[g] + (r * V + v) * vb;
         if (L.code == GlvqCode::shaped) {
           for (int i = 0; i < d; ++i) {
@@ -138,17 +138,20 @@ inline void decode_vec(GlvqCode code, const uint8_t* in, int d, int b, const flo
 void glvq_decode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, float* W_hat) {
   const std::vector<int64_t> off = glvq_group_offsets(L, p.bits);
   const int d = L.dim;
-  const int64_t V = L.vecs_per_row();
   std::vector<int32_t> uz(d);
-  std::vector<float> t(d);
+  std::vector<float> t(d), w(d);
   for (int64_t g = 0; g < L.groups(); ++g) {
+    const int64_t V = L.group_vecs(g), cols = L.group_cols(g);
     const int b = p.bits[g];
     const float s = p.scale[g], mu = p.mu[g], Lc = fp::compand_log(mu);
     const int64_t vb = glvq_vec_bytes(d, b);
     for (int64_t r = 0; r < L.out; ++r) {
       for (int64_t v = 0; v < V; ++v) {
+        float* dst = W_hat + r * L.in + g * L.group_size + v * d;
+        const int64_t n = std::min<int64_t>(d, cols - v * d);
         decode_vec(L.code, codes + off[g] + (r * V + v) * vb, d, b, p.G + g * d * d, s, mu, Lc, uz.data(),
-                   t.data(), W_hat + r * L.in + g * L.group_size + v * d);
+                   t.data(), n == d ? dst : w.data());
+        if (n < d) std::copy_n(w.data(), n, dst);  // the padded coordinates are not weights
       }
     }
   }
@@ -158,11 +161,11 @@ void glvq_gemv_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t*
                    float* y) {
   const std::vector<int64_t> off = glvq_group_offsets(L, p.bits);
   const int d = L.dim;
-  const int64_t V = L.vecs_per_row();
   std::vector<int32_t> uz(d);
   std::vector<float> t(d), w(d);
   for (int64_t r = 0; r < L.out; ++r) y[r] = 0.0f;
   for (int64_t g = 0; g < L.groups(); ++g) {
+    const int64_t V = L.group_vecs(g), cols = L.group_cols(g);
     const int b = p.bits[g];
     const float s = p.scale[g], mu = p.mu[g], Lc = fp::compand_log(mu);
     const int64_t vb = glvq_vec_bytes(d, b);
@@ -172,7 +175,8 @@ void glvq_gemv_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t*
         decode_vec(L.code, codes + off[g] + (r * V + v) * vb, d, b, p.G + g * d * d, s, mu, Lc, uz.data(),
                    t.data(), w.data());
         const float* xv = x + g * L.group_size + v * d;
-        for (int i = 0; i < d; ++i) acc = fp::fma(w[i], xv[i], acc);
+        const int64_t n = std::min<int64_t>(d, cols - v * d);
+        for (int64_t i = 0; i < n; ++i) acc = fp::fma(w[i], xv[i], acc);
       }
       y[r] = acc;
     }

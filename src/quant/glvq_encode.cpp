@@ -24,9 +24,9 @@ void for_each_piece(const GlvqLayout& L, const GlvqGroupParams& p, Fn fn) {
       const int64_t g = t / row_blocks, r0 = (t % row_blocks) * kRowsPerPiece, r1 = std::min(L.out, r0 + kRowsPerPiece);
       GlvqLayout sub = L;
       sub.out = r1 - r0;
-      sub.in = L.group_size;
+      sub.in = L.group_cols(g);  // one group, maybe the narrower last one
       const GlvqGroupParams sp{p.bits + g, p.scale + g, p.mu + g, p.G + g * d2, p.Ginv + g * d2};
-      const int64_t code_off = off[g] + r0 * L.vecs_per_row() * glvq_vec_bytes(L.dim, p.bits[g]);
+      const int64_t code_off = off[g] + r0 * L.group_vecs(g) * glvq_vec_bytes(L.dim, p.bits[g]);
       fn(g, r0, r1, sub, sp, code_off);
     }
   });
@@ -51,12 +51,14 @@ HostParams host_params(const GlvqParams& p) {
   return h;
 }
 
-/// Packs codes Z (float integers, [B, out * gs/d, d], any device) into the codec layout.
+/// Packs codes Z (float integers, [B, out * gs/d, d], any device: every group as
+/// wide as a full one) into the codec layout, which keeps only the V_g vectors
+/// per row of each group (the narrower last group drops its all-padding ones).
 at::Tensor pack_codes(const GlvqLayout& L, const at::Tensor& Z, const uint8_t* bits) {
   const std::vector<int64_t> off = glvq_group_offsets(L, bits);
   at::Tensor codes = at::zeros({off.back()}, at::TensorOptions().dtype(at::kByte));
   const at::Tensor z = Z.to(at::kCPU).to(at::kInt).contiguous();
-  const int64_t nvec = L.out * L.vecs_per_row(), d = L.dim;
+  const int64_t V = L.vecs_per_row(), nvec = L.out * V, d = L.dim;
   uint8_t* out = codes.data_ptr<uint8_t>();
   const int32_t* zp = z.data_ptr<int32_t>();
   at::parallel_for(0, L.groups(), 1, [&](int64_t g_begin, int64_t g_end) {
@@ -64,14 +66,16 @@ at::Tensor pack_codes(const GlvqLayout& L, const at::Tensor& Z, const uint8_t* b
     for (int64_t g = g_begin; g < g_end; ++g) {
       const int b = bits[g];
       const int32_t lo = -(1 << (b - 1));
-      const int64_t vb = glvq_vec_bytes(L.dim, b);
-      for (int64_t n = 0; n < nvec; ++n) {
-        const int32_t* zv = zp + (g * nvec + n) * d;
-        for (int64_t i = 0; i < d; ++i) {
-          GLVQ_ASSERT(zv[i] >= lo && zv[i] < -lo);
-          uz[i] = zv[i] - lo;
+      const int64_t vb = glvq_vec_bytes(L.dim, b), Vg = L.group_vecs(g);
+      for (int64_t r = 0; r < L.out; ++r) {
+        for (int64_t v = 0; v < Vg; ++v) {
+          const int32_t* zv = zp + (g * nvec + r * V + v) * d;
+          for (int64_t i = 0; i < d; ++i) {
+            GLVQ_ASSERT(zv[i] >= lo && zv[i] < -lo);
+            uz[i] = zv[i] - lo;
+          }
+          glvq_pack_vec(uz.data(), L.dim, b, out + off[g] + (r * Vg + v) * vb);
         }
-        glvq_pack_vec(uz.data(), L.dim, b, out + off[g] + n * vb);
       }
     }
   });
@@ -111,9 +115,14 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
   L.in = Wp.size(1);
   L.dim = static_cast<int>(p.G.size(1));
   L.group_size = static_cast<int>(gs);
-  const int64_t B = L.groups();
+  const int64_t B = L.groups(), in_pad = B * gs;
+  GLVQ_ASSERT(p.G.size(0) == B && gs % L.dim == 0);
   const HostParams hp = host_params(p);
   GlvqEncoded enc;
+  // The batched paths see every group as wide as a full one: the narrower last
+  // group is padded with zero weights, which pack_codes drops again (whole
+  // padding vectors) or stores as the codec's padded coordinates (u = 0).
+  const at::Tensor Wpad = in_pad == L.in ? Wp : at::constant_pad_nd(Wp, {0, in_pad - L.in});
 
   if (!o.F_full.defined() && o.rounding == "babai") {
     // The codec's own encoder: codes are bit-exact with the reference.
@@ -121,12 +130,12 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
     enc.codes = at::zeros({off.back()}, at::TensorOptions().dtype(at::kByte));
     const at::Tensor Wc = Wp.to(at::kCPU, at::kFloat).contiguous();
     glvq_encode_ref_parallel(L, hp.view(), Wc.data_ptr<float>(), enc.codes.data_ptr<uint8_t>());
-    enc.targets = glvq_group_view(Wp, gs);
+    enc.targets = glvq_group_view(Wpad, gs);
     return enc;
   }
 
   if (!o.F_full.defined()) {
-    enc.targets = glvq_group_view(Wp, gs);
+    enc.targets = glvq_group_view(Wpad, gs);
     const GlvqRounder r = glvq_make_rounder(p.G, p.bits, o.rounding);
     const GlvqGroupCodes c = glvq_quantize_groups(enc.targets, p, o.companding, r, at::Tensor());
     enc.codes = pack_codes(L, c.Z, hp.bits.data_ptr<uint8_t>());
@@ -134,9 +143,11 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
   }
 
   // Error feedback, group by group: the group's target already carries the
-  // errors of every group before it.
+  // errors of every group before it. F_FULL is [in_pad, in_pad] (zero between
+  // real and padding columns).
+  GLVQ_ASSERT(o.F_full.size(0) == in_pad && o.F_full.size(1) == in_pad);
   const bool in_group = o.feedback_block < gs;
-  at::Tensor W = Wp.to(at::kFloat).clone();
+  at::Tensor W = Wpad.to(at::kFloat).clone();
   enc.targets = at::empty({B, L.out, gs}, W.options());
   enc.errors = at::empty({B, L.out, gs}, W.options());
   at::Tensor Z = at::empty({B, L.out * (gs / L.dim), L.dim}, W.options());
@@ -150,7 +161,7 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
     const GlvqGroupCodes c = glvq_quantize_groups(T, pg, o.companding, r, Fg);
     Z.select(0, g).copy_(c.Z.squeeze(0));
     enc.errors.select(0, g).copy_(c.E.squeeze(0));
-    if (c1 < L.in) W.slice(1, c1, L.in).sub_(at::mm(c.E.squeeze(0), o.F_full.slice(0, c0, c1).slice(1, c1, L.in)));
+    if (c1 < in_pad) W.slice(1, c1, in_pad).sub_(at::mm(c.E.squeeze(0), o.F_full.slice(0, c0, c1).slice(1, c1, in_pad)));
   }
   enc.codes = pack_codes(L, Z, hp.bits.data_ptr<uint8_t>());
   return enc;

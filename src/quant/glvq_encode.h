@@ -35,15 +35,18 @@ struct GlvqEncodeOptions {
 
 struct GlvqEncoded {
   at::Tensor codes;    ///< uint8 [bytes] on the CPU, glvq_codec layout
-  at::Tensor targets;  ///< [B, out, gs] each group's target when it was encoded (W' itself without feedback)
+  at::Tensor targets;  ///< [B, out, gs] each group's target when it was encoded (W' itself without feedback;
+                       ///< a narrower last group padded with zero columns)
   /// With feedback: [B, out, gs] the error of every vector against the target it
   /// was rounded from (after the errors fed to it from the left, also inside its
   /// group), whose block losses sum to the layer's (glvq_feedback.h). Undefined without.
   at::Tensor errors;
 };
 
-/// Encodes WP [out, in] (the transformed weight, any device) in groups of GS
-/// columns with P (already on the storage grid: glvq_round_to_storage).
+/// Encodes WP [out, in] (the transformed weight, any device, any in) in groups of
+/// GS columns, B = ceil(in/gs), with P ([B] groups, already on the storage grid:
+/// glvq_round_to_storage). With feedback, F_FULL is [B*gs, B*gs]: the layer's
+/// factor padded with an identity block for the padding columns.
 GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams& p, const GlvqEncodeOptions& o);
 
 }  // namespace glvq

@@ -25,4 +25,14 @@ at::Tensor glvq_feedback_metrics(const at::Tensor& U, int64_t gs) {
   return at::bmm(Ui, Ui.transpose(1, 2)).to(U.scalar_type());
 }
 
+at::Tensor glvq_pad_factor(const at::Tensor& U, int64_t in_pad) {
+  const int64_t in = U.size(0);
+  GLVQ_ASSERT(U.size(1) == in && in_pad >= in);
+  if (in_pad == in) return U;
+  at::Tensor Up = at::zeros({in_pad, in_pad}, U.options());
+  Up.slice(0, 0, in).slice(1, 0, in).copy_(U);
+  Up.slice(0, in, in_pad).slice(1, in, in_pad).copy_(at::eye(in_pad - in, U.options()));
+  return Up;
+}
+
 }  // namespace glvq

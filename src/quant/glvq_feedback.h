@@ -22,5 +22,9 @@ at::Tensor glvq_inverse_cholesky(const at::Tensor& H, double damp, const std::st
 at::Tensor glvq_feedback_matrix(const at::Tensor& U, int64_t block);
 /// D_g = (U_gg^T U_gg)^-1 for the diagonal gs x gs blocks of U: [in/gs, gs, gs].
 at::Tensor glvq_feedback_metrics(const at::Tensor& U, int64_t gs);
+/// U [in, in] padded to [in_pad, in_pad] for a layer padded with zero weight
+/// columns: an identity block for the padding, so no error flows between real and
+/// padding columns and the real columns' metrics are unchanged.
+at::Tensor glvq_pad_factor(const at::Tensor& U, int64_t in_pad);
 
 }  // namespace glvq

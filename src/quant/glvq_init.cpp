@@ -24,7 +24,19 @@ double glvq_gaussian_step(int bits) {
   return kStep[bits - 1];
 }
 
-GlvqInitStats glvq_init_stats(const at::Tensor& Wg, int64_t dim, bool companding) {
+namespace {
+
+/// The factor of E[u u^T] over the d-vectors U [B, M, d] (double), as float.
+at::Tensor chol_of_moment(const at::Tensor& U, int64_t dim, at::ScalarType st) {
+  const int64_t B = U.size(0);
+  at::Tensor S = at::bmm(U.transpose(1, 2), U) / static_cast<double>(U.size(1));
+  // A little ridge keeps the factor regular for constant or rank-deficient groups.
+  const at::Tensor ridge = S.diagonal(0, 1, 2).mean(1) * 1e-6 + 1e-20;
+  S = S + at::eye(dim, S.options()).unsqueeze(0) * ridge.reshape({B, 1, 1});
+  return at::linalg_cholesky(S).to(st);
+}
+
+GlvqInitStats stats_full(const at::Tensor& Wg, int64_t dim, bool companding) {
   const int64_t B = Wg.size(0);
   GlvqInitStats st;
   at::Tensor amax = Wg.abs().amax({1, 2});
@@ -40,12 +52,42 @@ GlvqInitStats glvq_init_stats(const at::Tensor& Wg, int64_t dim, bool companding
     st.mu = at::zeros({B}, Wg.options());
   }
   const at::Tensor U = glvq_compand_t(Wg, st.scale, st.mu, companding).reshape({B, -1, dim}).to(at::kDouble);
-  at::Tensor S = at::bmm(U.transpose(1, 2), U) / static_cast<double>(U.size(1));
-  // A little ridge keeps the factor regular for constant or rank-deficient groups.
-  const at::Tensor ridge = S.diagonal(0, 1, 2).mean(1) * 1e-6 + 1e-20;
-  S = S + at::eye(dim, S.options()).unsqueeze(0) * ridge.reshape({B, 1, 1});
-  st.chol = at::linalg_cholesky(S).to(Wg.scalar_type());
+  st.chol = chol_of_moment(U, dim, Wg.scalar_type());
   return st;
+}
+
+/// The same for one narrower group W1 [1, out, gs] whose columns COLS.. are padding:
+/// the statistics of its real weights, over its real (or partly real) d-vectors.
+GlvqInitStats stats_narrow(const at::Tensor& W1, int64_t dim, bool companding, int64_t cols) {
+  const int64_t out = W1.size(1), width = (cols + dim - 1) / dim * dim;
+  const at::Tensor Wv = W1.slice(2, 0, width);  // padding columns past the last vector dropped
+  GlvqInitStats st;
+  at::Tensor amax = Wv.abs().amax({1, 2});  // padding is 0: the real weights' max
+  amax = at::where(amax > 0, amax, at::ones_like(amax)).clamp(6.103515625e-05, 65504.0);
+  st.scale = to_fp16_grid(amax);
+  if (companding) {
+    const double n = static_cast<double>(out * cols);
+    const at::Tensor w2 = Wv.square();
+    const at::Tensor m2 = w2.sum({1, 2}) / n, m4 = w2.square().sum({1, 2}) / n;
+    const at::Tensor kurt = at::where(m2 > 0, m4 / (m2.square() + 1e-30), at::full_like(m2, 3.0));
+    st.mu = to_fp16_grid((at::tanh(kurt / 10.0) * 100.0).clamp(10.0, 255.0));
+  } else {
+    st.mu = at::zeros({1}, W1.options());
+  }
+  const at::Tensor U = glvq_compand_t(Wv, st.scale, st.mu, companding).reshape({1, -1, dim}).to(at::kDouble);
+  st.chol = chol_of_moment(U, dim, W1.scalar_type());
+  return st;
+}
+
+}  // namespace
+
+GlvqInitStats glvq_init_stats(const at::Tensor& Wg, int64_t dim, bool companding, int64_t last_cols) {
+  const int64_t B = Wg.size(0), gs = Wg.size(2);
+  if (last_cols <= 0 || last_cols >= gs) return stats_full(Wg, dim, companding);
+  const GlvqInitStats last = stats_narrow(Wg.slice(0, B - 1, B), dim, companding, last_cols);
+  if (B == 1) return last;
+  const GlvqInitStats full = stats_full(Wg.slice(0, 0, B - 1), dim, companding);
+  return {at::cat({full.scale, last.scale}), at::cat({full.mu, last.mu}), at::cat({full.chol, last.chol})};
 }
 
 GlvqParams glvq_init_params(const at::Tensor& Wg, const GlvqInitStats& st, const at::Tensor& bits, const at::Tensor& A,

@@ -14,7 +14,9 @@ struct GlvqInitStats {
   at::Tensor mu;     ///< [B] clamp(100 tanh(kurtosis / 10), 10, 255), fp16-representable; 0 without companding
   at::Tensor chol;   ///< [B, d, d] lower Cholesky factor of E[u u^T] over the group's companded d-vectors
 };
-GlvqInitStats glvq_init_stats(const at::Tensor& Wg, int64_t dim, bool companding);
+/// WG [B, out, gs]; LAST_COLS in 1..gs-1 says that the last group is narrower:
+/// its columns LAST_COLS.. are padding (zeros), left out of its statistics.
+GlvqInitStats glvq_init_stats(const at::Tensor& Wg, int64_t dim, bool companding, int64_t last_cols = 0);
 
 /// Step of the MSE-optimal uniform quantizer with 2^b levels for a unit
 /// Gaussian (Max 1960), b = 1..8: the lattice spacing in units of the data's std.

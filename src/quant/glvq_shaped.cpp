@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "quant/glvq_bit_alloc.h"
 #include "quant/glvq_codebook.h"
 #include "quant/glvq_codec.h"
 #include "quant/glvq_feedback.h"
@@ -39,18 +40,19 @@ double seconds_since(std::chrono::steady_clock::time_point& t) {
   return s;
 }
 
-/// The codes of ENC in the codec layout (glvq_codec.h: group-major, row-major
-/// over (row, vector), sub-code k of a vector at byte b*k, little-endian).
+/// The codes of ENC (over the padded width, [out, in_pad / 8]) in the codec layout
+/// (glvq_codec.h: group-major, row-major over (row, vector), sub-code k of a vector
+/// at byte b*k, little-endian); a narrower last group keeps its real vectors only.
 at::Tensor pack_shaped(const GlvqLayout& L, const at::Tensor& codes, const uint8_t* bits) {
   const std::vector<int64_t> off = glvq_group_offsets(L, bits);
   at::Tensor out = at::zeros({off.back()}, at::TensorOptions().dtype(at::kByte));
   const at::Tensor c = codes.contiguous();
   const int64_t* cp = c.data_ptr<int64_t>();
   uint8_t* o = out.data_ptr<uint8_t>();
-  const int64_t V = L.vecs_per_row(), sub = L.dim / kShapedBlock, cols = L.in / kShapedBlock;
+  const int64_t sub = L.dim / kShapedBlock, cols = c.size(1);
   for (int64_t g = 0; g < L.groups(); ++g) {
     const int b = bits[g];
-    const int64_t vb = glvq_vec_bytes(L.dim, b);
+    const int64_t vb = glvq_vec_bytes(L.dim, b), V = L.group_vecs(g);
     for (int64_t r = 0; r < L.out; ++r)
       for (int64_t v = 0; v < V; ++v)
         for (int64_t k = 0; k < sub; ++k) {
@@ -64,31 +66,39 @@ at::Tensor pack_shaped(const GlvqLayout& L, const at::Tensor& codes, const uint8
 
 }  // namespace
 
-QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::string& name, const GlvqOptions& opt) {
+QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::string& name, const GlvqOptions& opt,
+                                           int64_t gs) {
   auto t0 = std::chrono::steady_clock::now(), lap = t0;
   const GlvqConfig& c = opt.cfg;
-  const at::Tensor Wp = pin.Wp.to(at::kCPU, at::kFloat).contiguous();
   const at::Tensor Hp = pin.Hp.to(at::kCPU, at::kFloat).contiguous();
-  const int64_t out = Wp.size(0), in = Wp.size(1), d = c.dim;
-  const int64_t gs = c.group_size == 0 ? in : c.group_size, B = in / gs;
+  const int64_t out = pin.Wp.size(0), in = pin.Wp.size(1), d = c.dim;
   GLVQ_USAGE_CHECK(d % kShapedBlock == 0, "quant.glvq.code = shaped needs quant.glvq.dim to be a multiple of {} (got {})",
                    kShapedBlock, d);
   GLVQ_USAGE_CHECK(!c.companding, "quant.glvq.code = shaped has no companding: set quant.glvq.companding = false");
+  GLVQ_CHECK(gs > 0 && gs % d == 0, "layer {}: group size {} is not a multiple of dim {}", name, gs, d);
+  // A narrower last group is padded with zero weight columns whose errors no metric
+  // below sees (glvq.cpp's rule for the box code); only its real vectors are stored.
+  const int64_t B = (in + gs - 1) / gs, in_pad = B * gs, pad = in_pad - in, last_cols = in - (B - 1) * gs;
+  const at::Tensor Wp = at::constant_pad_nd(pin.Wp.to(at::kCPU, at::kFloat), {0, pad}).contiguous();
 
   // Metric of every vector column and the feedback factor.
   at::Tensor F, D;
   if (c.error_feedback) {
-    const at::Tensor U = glvq_inverse_cholesky(Hp, opt.damp, name);
+    const at::Tensor U = glvq_pad_factor(glvq_inverse_cholesky(Hp, opt.damp, name), in_pad);
     F = glvq_feedback_matrix(U, d);
     D = glvq_feedback_metrics(U, d);
+    if (pad > 0) {  // padding is never a weight: its errors cost nothing
+      const at::Tensor real = (at::arange(in_pad) < in).to(at::kFloat).reshape({in_pad / d, d});
+      D = D * real.unsqueeze(2) * real.unsqueeze(1);
+    }
   } else {
-    D = glvq_diag_blocks(Hp, d);
+    D = glvq_diag_blocks(at::constant_pad_nd(Hp, {0, pad, 0, pad}), d);
   }
   const double t_prep = seconds_since(lap);
 
   // Init at every width the allocation asks about: G = a chol(E[u u^T]) per group.
   const at::Tensor Wg = glvq_group_view(Wp, gs);
-  const GlvqInitStats st = glvq_init_stats(Wg, d, /*companding=*/false);
+  const GlvqInitStats st = glvq_init_stats(Wg, d, /*companding=*/false, pad > 0 ? last_cols : 0);
   at::Tensor base = st.chol;
   if (opt.scalar_init) {  // QuIP#-like: the book scaled by the group's RMS, no shape learned
     const at::Tensor rms = (st.chol.square().sum({1, 2}) / double(d)).sqrt();
@@ -112,10 +122,10 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
     }
     return inits.emplace(b, std::make_pair(bestG, best)).first->second;
   };
-  const at::Tensor diagH = Hp.diagonal().reshape({B, 1, gs});
+  const at::Tensor diagH = at::constant_pad_nd(Hp.diagonal(), {0, pad}).reshape({B, 1, gs});
   const std::vector<double> salience = to_vector((Wg.square() * diagH).sum({1, 2}));
-  const std::vector<int> widths = glvq_allocate_bits(
-      opt.bits, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
+  const std::vector<int> widths = glvq_allocate_layer_bits(
+      opt.bits, in, gs, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
   const at::Tensor bits_t = at::tensor(std::vector<int64_t>(widths.begin(), widths.end()), at::kLong);
   at::Tensor G = at::empty({B, d, d});
   for (int b : std::set<int>(widths.begin(), widths.end()))
@@ -136,7 +146,8 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
       bestG = G;
     }
     if (it >= c.lloyd_iters) break;
-    G = fp16_grid(glvq_shaped_lloyd_update(enc, D, scale, gs, d, kLloydRidge));
+    // Rows of G for padding coordinates have no data: they keep their values.
+    G = fp16_grid(glvq_shaped_lloyd_update(enc, D, scale, gs, d, kLloydRidge, G));
   }
   const double t_learn = seconds_since(lap);
 

@@ -17,8 +17,10 @@ struct GlvqPrepared {
   at::Tensor W, H, Wp, Hp, s_in, s_out;
 };
 
-/// Quantizes the prepared layer with the shaped code; loss and loss_init are
-/// layer_loss of the stored arrays, as glvq_quantize_layer's.
-QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& in, const std::string& name, const GlvqOptions& opt);
+/// Quantizes the prepared layer with the shaped code in groups of GS columns (a
+/// multiple of the dim; the last group may be narrower, glvq_codec.h); loss and
+/// loss_init are layer_loss of the stored arrays, as glvq_quantize_layer's.
+QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& in, const std::string& name, const GlvqOptions& opt,
+                                           int64_t gs);
 
 }  // namespace glvq

@@ -157,7 +157,7 @@ at::Tensor glvq_shaped_group_losses(const GlvqShapedCodes& c, const at::Tensor& 
 }
 
 at::Tensor glvq_shaped_lloyd_update(const GlvqShapedCodes& c, const at::Tensor& D, const at::Tensor& scale, int64_t gs,
-                                    int64_t d, double ridge) {
+                                    int64_t d, double ridge, const at::Tensor& G_prev) {
   const int64_t out = c.T.size(0), in = c.T.size(1), B = in / gs, np = gs / d;
   const at::Tensor s_col = scale.to(at::kCPU, at::kDouble).repeat_interleave(gs);  // [in]
   const at::Tensor Tu = (c.T.to(at::kDouble) / s_col).reshape({out, B, np, d});
@@ -175,7 +175,12 @@ at::Tensor glvq_shaped_lloyd_update(const GlvqShapedCodes& c, const at::Tensor& 
     at::Tensor M = (S.unsqueeze(2).unsqueeze(4) * Dg.unsqueeze(1).unsqueeze(3)).sum(0).reshape({d * d, d * d});
     const at::Tensor rhs = at::bmm(Dg, R).sum(0).t().reshape({d * d, 1});
     M = M + eye * (ridge * M.diagonal().mean().item<double>() + 1e-300);
-    G.select(0, g).copy_(at::linalg_solve(M, rhs).reshape({d, d}).t());
+    at::Tensor Gg = at::linalg_solve(M, rhs).reshape({d, d}).t();
+    // Row i of G is decoupled from the others when no vector's metric sees
+    // coordinate i; the ridge alone would set it to 0.
+    const at::Tensor unseen = (Dg.diagonal(0, 1, 2).sum(0) == 0).unsqueeze(1);  // [d, 1]
+    Gg = at::where(unseen, G_prev.select(0, g).to(at::kCPU, at::kDouble), Gg);
+    G.select(0, g).copy_(Gg);
   }
   return G.to(at::kFloat);
 }

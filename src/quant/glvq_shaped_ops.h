@@ -49,8 +49,10 @@ at::Tensor glvq_shaped_group_losses(const GlvqShapedCodes& c, const at::Tensor& 
 /// The generators that minimise the losses above for the codes and targets of
 /// C held fixed: per group, sum_p D_p G S_p = sum_p D_p T_p with S_p = sum_r c c^T
 /// and T_p = sum_r (t / s) c^T over the rows (a d^2 x d^2 linear system, solved
-/// in double with a relative ridge RIDGE). [B, d, d] float.
+/// in double with a relative ridge RIDGE). A row of G that no metric of the group
+/// sees (a padding coordinate, a dead input without damping) has no data: it keeps
+/// its value in G_PREV [B, d, d] instead of the ridge's 0. [B, d, d] float.
 at::Tensor glvq_shaped_lloyd_update(const GlvqShapedCodes& c, const at::Tensor& D, const at::Tensor& scale, int64_t gs,
-                                    int64_t d, double ridge);
+                                    int64_t d, double ridge, const at::Tensor& G_prev);
 
 }  // namespace glvq

@@ -20,7 +20,7 @@ constexpr int64_t kBlock = 128;  // lazy-batch width of the reference implementa
 QuantizedLinear gptq_quantize_weight(const at::Tensor& W_in, const at::Tensor& H_in, int bits, int64_t group_size,
                                      const GptqConfig& cfg, const std::string& name) {
   const int64_t out = W_in.size(0), in = W_in.size(1);
-  const int64_t groups = in / group_size;
+  const int64_t groups = grid_groups(in, group_size);
   const double maxq = std::ldexp(1.0, bits) - 1;
   const at::Device dev = W_in.device();
   at::Tensor W = W_in.to(at::kFloat).clone().contiguous();
@@ -64,7 +64,8 @@ QuantizedLinear gptq_quantize_weight(const at::Tensor& W_in, const at::Tensor& H
       if (!cfg.static_groups && col % group_size == 0) {
         // Dynamic groups (act_order off, so col == i1 + i): the grid of the group's
         // columns as they stand now, like the reference's find_params call.
-        IntGrid gg = grid_find_params(W.narrow(1, col, group_size), bits, group_size);
+        const int64_t width = std::min(group_size, in - col);  // the last group may be narrower
+        IntGrid gg = grid_find_params(W.narrow(1, col, width), bits, width);
         grid.scale.select(1, g).copy_(gg.scale.select(1, 0));
         grid.zero.select(1, g).copy_(gg.zero.select(1, 0));
       }

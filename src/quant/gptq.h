@@ -21,7 +21,7 @@
 namespace glvq {
 
 /// GPTQ of W (float [out, in], any device) with H (float [in, in]) at integer
-/// BITS and group size GS (gs | in). Returns the stored layer (method "gptq");
+/// BITS and group size GS (any in: the last group may be narrower). Returns the stored layer (method "gptq");
 /// loss and loss_init are not set. NAME names the layer in messages.
 QuantizedLinear gptq_quantize_weight(const at::Tensor& W, const at::Tensor& H, int bits, int64_t group_size,
                                      const GptqConfig& cfg, const std::string& name);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace glvq {
 
@@ -21,21 +22,19 @@ int grid_bits(double bits, const std::string& method) {
 int64_t grid_group_size(int group_size, int64_t out, int64_t in, const std::string& name,
                         const std::string& method) {
   GLVQ_USAGE_CHECK(group_size >= 0, "quant.{}.group_size = {} must be >= 0 (0 = whole rows)", method, group_size);
-  const int64_t gs = group_size == 0 ? in : group_size;
-  // Partial groups would need a second group width in the stored format; no Llama
-  // projection needs them, so a mismatch is refused rather than handled.
-  GLVQ_USAGE_CHECK(in > 0 && in % gs == 0,
-                   "layer {} has shape [out, in] = [{}, {}]: quant.{}.group_size = {} does not divide in = {}; "
-                   "choose a group size that divides {} (or 0 for one group per row)",
-                   name, out, in, method, group_size, in, in);
-  return gs;
+  GLVQ_CHECK(in > 0, "layer {} has shape [out, in] = [{}, {}]: {} needs at least one input column", name, out, in,
+             method);
+  // Any width: the last group of a row keeps the in % gs columns that are left.
+  return group_size == 0 ? in : group_size;
 }
 
-IntGrid grid_find_params(const at::Tensor& W, int bits, int64_t group_size) {
-  GLVQ_ASSERT(W.dim() == 2 && W.size(1) % group_size == 0);
-  const int64_t out = W.size(0), groups = W.size(1) / group_size;
+int64_t grid_groups(int64_t in, int64_t group_size) { return (in + group_size - 1) / group_size; }
+
+namespace {
+
+/// The grid of WG [out, groups, width] (float): scale and zero [out, groups].
+IntGrid grid_of_groups(const at::Tensor& Wg, int bits) {
   const double maxq = std::ldexp(1.0, bits) - 1;
-  at::Tensor Wg = W.to(at::kFloat).reshape({out, groups, group_size});
   at::Tensor xmin = at::clamp_max(Wg.amin({2}), 0.0);
   at::Tensor xmax = at::clamp_min(Wg.amax({2}), 0.0);
   at::Tensor flat = at::logical_and(xmin == 0, xmax == 0);
@@ -50,7 +49,23 @@ IntGrid grid_find_params(const at::Tensor& W, int bits, int64_t group_size) {
              "the layer's weights are not usable for rtn/gptq",
              bits, maxq);
   at::Tensor zero = at::clamp(at::round(-xmin / scale), 0.0, maxq);
-  return {scale.contiguous(), zero.contiguous()};
+  return {scale, zero};
+}
+
+}  // namespace
+
+IntGrid grid_find_params(const at::Tensor& W, int bits, int64_t group_size) {
+  GLVQ_ASSERT(W.dim() == 2 && group_size > 0 && W.size(1) > 0);
+  const int64_t out = W.size(0), in = W.size(1), full = in / group_size, tail = in - full * group_size;
+  const at::Tensor Wf = W.to(at::kFloat);
+  // Full groups as one batch (what every layer with gs | in computes), then the narrower last group.
+  IntGrid g;
+  if (full > 0) g = grid_of_groups(Wf.narrow(1, 0, full * group_size).reshape({out, full, group_size}), bits);
+  if (tail > 0) {
+    IntGrid t = grid_of_groups(Wf.narrow(1, full * group_size, tail).reshape({out, 1, tail}), bits);
+    g = full > 0 ? IntGrid{at::cat({g.scale, t.scale}, 1), at::cat({g.zero, t.zero}, 1)} : t;
+  }
+  return {g.scale.contiguous(), g.zero.contiguous()};
 }
 
 at::Tensor grid_quantize_cols(const at::Tensor& W, const at::Tensor& scale, const at::Tensor& zero, int bits) {
@@ -59,9 +74,17 @@ at::Tensor grid_quantize_cols(const at::Tensor& W, const at::Tensor& scale, cons
 }
 
 at::Tensor grid_quantize(const at::Tensor& W, const IntGrid& grid, int bits, int64_t group_size) {
-  const int64_t out = W.size(0), in = W.size(1);
-  at::Tensor Wg = W.to(at::kFloat).reshape({out, in / group_size, group_size});
-  return grid_quantize_cols(Wg, grid.scale, grid.zero, bits).reshape({out, in}).to(at::kByte);
+  const int64_t out = W.size(0), in = W.size(1), full = in / group_size, tail = in - full * group_size;
+  const at::Tensor Wf = W.to(at::kFloat);
+  std::vector<at::Tensor> parts;
+  if (full > 0)
+    parts.push_back(grid_quantize_cols(Wf.narrow(1, 0, full * group_size).reshape({out, full, group_size}),
+                                       grid.scale.narrow(1, 0, full), grid.zero.narrow(1, 0, full), bits)
+                        .reshape({out, full * group_size}));
+  if (tail > 0)
+    parts.push_back(grid_quantize_cols(Wf.narrow(1, full * group_size, tail), grid.scale.select(1, full),
+                                       grid.zero.select(1, full), bits));
+  return (parts.size() == 1 ? parts[0] : at::cat(parts, 1)).to(at::kByte).contiguous();
 }
 
 at::Tensor grid_pack_codes(const at::Tensor& q, int bits) {
@@ -148,21 +171,27 @@ at::Tensor grid_dequantize(const QuantizedLinear& q) {
   const double bits_d = attr_of(q, "bits"), gs_d = attr_of(q, "group_size");
   const int bits = static_cast<int>(bits_d);
   const int64_t gs = static_cast<int64_t>(gs_d);
-  GLVQ_CHECK(bits == bits_d && bits >= 1 && bits <= 8 && gs == gs_d && gs > 0 && q.in > 0 && q.in % gs == 0,
-             "{} layer [{}, {}] has bits = {} and group_size = {}: need an integer 1..8 and a divisor of {}",
-             q.method, q.out, q.in, bits_d, gs_d, q.in);
-  const int64_t groups = q.in / gs;
+  GLVQ_CHECK(bits == bits_d && bits >= 1 && bits <= 8 && gs == gs_d && gs > 0 && q.in > 0 && q.out > 0,
+             "{} layer [{}, {}] has bits = {} and group_size = {}: need an integer 1..8 and a positive group size",
+             q.method, q.out, q.in, bits_d, gs_d);
+  const int64_t groups = grid_groups(q.in, gs);
   const at::Tensor scale = array_of(q, "scale");
   const at::Tensor zero = array_of(q, "zero");
   for (const at::Tensor* t : {&scale, &zero})
     GLVQ_CHECK(t->dim() == 2 && t->size(0) == q.out && t->size(1) == groups,
                "{} layer [{}, {}]: scale/zero must be [{}, {}], got {}", q.method, q.out, q.in, q.out, groups,
                shape_str(*t));
-  at::Tensor codes = grid_unpack_codes(array_of(q, "codes"), q.out, q.in, bits);
-  at::Tensor qf = codes.to(at::kFloat).reshape({q.out, groups, gs});
-  at::Tensor s = scale.to(at::kCPU).to(at::kFloat).unsqueeze(2);
-  at::Tensor z = zero.to(at::kCPU).to(at::kFloat).unsqueeze(2);
-  return ((qf - z) * s).reshape({q.out, q.in});
+  at::Tensor qf = grid_unpack_codes(array_of(q, "codes"), q.out, q.in, bits).to(at::kFloat);
+  at::Tensor s = scale.to(at::kCPU).to(at::kFloat);
+  at::Tensor z = zero.to(at::kCPU).to(at::kFloat);
+  // Column j belongs to group j / gs (the last group may be narrower).
+  if (q.in % gs == 0) {
+    qf = qf.reshape({q.out, groups, gs});
+    return ((qf - z.unsqueeze(2)) * s.unsqueeze(2)).reshape({q.out, q.in});
+  }
+  const at::Tensor col_group =
+      at::arange(groups, at::TensorOptions().dtype(at::kLong)).repeat_interleave(gs).narrow(0, 0, q.in);
+  return (qf - z.index_select(1, col_group)) * s.index_select(1, col_group);
 }
 
 QuantizedLinear rtn_quantize_weight(const at::Tensor& W, int bits, int64_t group_size) {

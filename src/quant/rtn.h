@@ -3,7 +3,9 @@
 /// storage format that RTN and GPTQ share ("integer grid" format).
 ///
 /// A layer W [out, in] is cut into groups of gs consecutive input columns
-/// (gs | in; group_size 0 means gs = in). Row r's slice of group g has an
+/// (group_size 0 means gs = in): ceil(in/gs) groups, column j in group j / gs,
+/// the last group narrower (in - gs * (groups - 1) columns) when gs does not
+/// divide in. Row r's slice of group g has an
 /// integer grid of 2^b levels: w_hat = scale[r][g] * (q - zero[r][g]), q in
 /// [0, 2^b - 1]. The grid is the reference GPTQ quantizer's (asymmetric, the
 /// range [min, max] widened to contain 0; an all-zero slice uses [-1, 1]):
@@ -15,9 +17,10 @@
 /// Stored arrays:
 ///   "codes" uint8 [out, row_bytes]: each row's in codes as one bit stream, b bits
 ///           per code, LSB first, code k at bit k*b; row_bytes = ceil(in*b/8).
-///   "scale" fp16 [out, in/gs], "zero" fp16 [out, in/gs] (zero holds an integer
+///   "scale" fp16 [out, groups], "zero" fp16 [out, groups] (zero holds an integer
 ///           0..2^b-1; fp16 scale + fp16 zero = 32 bits per group: 0.25 bpw at gs 128).
-///   attrs:  "bits" = b, "group_size" = gs (never 0 once stored).
+///   attrs:  "bits" = b, "group_size" = gs (never 0 once stored; may exceed in,
+///           then the one group is the whole row).
 #include "quant/quantizer.h"
 
 #include <cstdint>
@@ -29,12 +32,16 @@ namespace glvq {
 int grid_bits(double bits, const std::string& method);
 
 /// The group size actually used for a layer with IN input columns (0 means IN);
-/// throws naming the layer NAME and its shape unless it divides IN.
+/// any IN >= 1 works (the last group takes what is left). Throws naming the
+/// layer NAME and its shape for a negative GROUP_SIZE or an empty layer.
 int64_t grid_group_size(int group_size, int64_t out, int64_t in, const std::string& name,
                         const std::string& method);
 
+/// ceil(IN / GROUP_SIZE): the number of groups of a row.
+int64_t grid_groups(int64_t in, int64_t group_size);
+
 /// Per-group grid of W [out, in] (any device): scale and zero as float tensors
-/// [out, in/gs] on W's device, holding fp16-representable values.
+/// [out, groups] on W's device, holding fp16-representable values.
 struct IntGrid {
   at::Tensor scale, zero;
 };
@@ -61,7 +68,7 @@ QuantizedLinear grid_make_layer(const std::string& method, const at::Tensor& q, 
 /// Rebuilds the fp32 weight [out, in] (CPU) from a "rtn" or "gptq" layer's arrays.
 at::Tensor grid_dequantize(const QuantizedLinear& q);
 
-/// RTN of W (float [out, in], any device) with gs | in: the stored layer, loss not set.
+/// RTN of W (float [out, in], any device) in groups of GROUP_SIZE: the stored layer, loss not set.
 QuantizedLinear rtn_quantize_weight(const at::Tensor& W, int bits, int64_t group_size);
 
 /// The "rtn" quantizer (QC.bits integer, QC.rtn.group_size).

@@ -170,6 +170,13 @@ TEST(ConfigParse, EmptySectionKeepsDefaults) {
   EXPECT_EQ(c.quant.glvq.dim, 8);
 }
 
+TEST(ConfigParse, GridGroupSizeZeroMeansWholeRows) {
+  // docs/CONFIG.md: group_size 0 = one group per row, for gptq and rtn as for glvq.
+  const Config c = parse_config(minimal_plus({"quant:", "  gptq: {group_size: 0}", "  rtn: {group_size: 0}"}), "t.yaml");
+  EXPECT_EQ(c.quant.gptq.group_size, 0);
+  EXPECT_EQ(c.quant.rtn.group_size, 0);
+}
+
 TEST(ConfigParse, QuotedAndNumericStrings) {
   const Config c = parse_config(
       yaml({"model: {path: \"models/with space\"}", "data: {eval: '123'}", "output_dir: 2024"}),
@@ -220,8 +227,8 @@ TEST(ConfigErrors, OutOfRangeEveryKind) {
                      "t.yaml:8: quant.glvq.dim: 65 is out of range; expected an integer in [2, 64]");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  glvq:", "    iters: 100001"})),
                      "t.yaml:8: quant.glvq.iters: 100001 is out of range");
-  EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  rtn:", "    group_size: 0"})),
-                     "t.yaml:8: quant.rtn.group_size: 0 is out of range; expected an integer >= 1");
+  EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  rtn:", "    group_size: -1"})),
+                     "t.yaml:8: quant.rtn.group_size: -1 is out of range; expected an integer >= 0");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  bits: 1e999"})),
                      "t.yaml:7: quant.bits: 1e999 is out of range");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  bits: .inf"})),

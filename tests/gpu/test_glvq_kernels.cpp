@@ -37,6 +37,15 @@ std::vector<Case> codec_cases() {
       {{7, 60, 5, 20}, {3, 2, 1}, {0.0f, 30.0f, 255.0f}},
       {{11, 64, 8, 64}, {8}, {100.0f}},
       {{300, 512, 8, 128}, {2, 4, 1, 3}, {0.0f, 200.0f}},
+      // a narrower last group (quant/glvq_codec.h): real Llama widths, a padded last vector
+      {{13, 688, 8, 128}, {2, 3, 1, 4}, {0.0f, 40.0f}},   // 5 x 128 + 48
+      {{6, 688, 32, 128}, {3, 2}, {0.0f}},                // last group: one vector of 32, one of 16
+      {{9, 960, 32, 128}, {2, 4}, {30.0f, 0.0f}},         // 7 x 128 + 64
+      {{4, 8640, 8, 128}, {2}, {0.0f}},                   // 67 x 128 + 64
+      {{7, 100, 8, 32}, {1, 2, 3, 4}, {0.0f, 20.0f}},     // 3 x 32 + 4: one padded vector per row
+      {{5, 100, 32, 128}, {3}, {0.0f}},                   // one group of 100 = 3 x 32 + 4
+      {{3, 5, 8, 8}, {2}, {10.0f}},                       // a single padded vector
+      {{7, 63, 5, 20}, {3, 2, 1, 4}, {0.0f, 30.0f}},      // generic d: groups 20, 20, 20, 3
   };
 }
 
@@ -326,6 +335,59 @@ TEST(GlvqGpu, GemvMmaMatchesReference) {
       }
     }
   }
+}
+
+TEST(GlvqGpu, GemvMmaWithNarrowTailMatchesReference) {
+  // The fast path for a layer whose last group is narrower: the mma GEMV over the full
+  // groups (their codes are a prefix of the layer's), then the tail group added by
+  // glvq_gemv_tail_launch; together they must match the reference GEMV of the layer.
+  SKIP_WITHOUT_GPU();
+  const std::vector<MmaCase> cases = {
+      {{37, 688, 8, 128}, {2, 3}, {1, 5}},
+      {{20, 960, 32, 128}, {3, 1}, {1, 16}},
+      {{64, 8640, 8, 128}, {2}, {1, 4}},
+      {{16, 100, 8, 32}, {2, 4}, {1, 3}},  // tail of 4 columns: one padded vector per row
+  };
+  uint32_t seed = 7500;
+  for (const MmaCase& cs : cases) {
+    const GlvqLayout& L = cs.L;
+    const Layer y = test::make_layer(seed++, L, cs.bits, {0.0f});
+    DevLayer dl(y);
+    const int64_t in_full = (L.groups() - 1) * L.group_size;
+    const GlvqMmaPlan P = glvq_mma_plan(L.out, in_full, L.dim, L.group_size, y.bits.data());
+    std::vector<uint8_t> packed(P.bytes());
+    glvq_mma_repack(P, y.bits.data(), y.codes.data(), packed.data());
+    DevBuf<uint8_t> pk(packed), cb(P.chunk_bits);
+    DevBuf<int64_t> co(P.chunk_offsets);
+    const GlvqMmaDevice M = glvq_mma_device(P, pk.p, co.p, cb.p);
+    DevBuf<char> wsb(glvq_gemv_workspace_bytes(L, 16));
+    GlvqGemvWorkspace ws;
+    CUDA_CHECK(glvq_gemv_workspace_init(L, 16, wsb.p, &ws, nullptr));
+    for (int batch : cs.batches) {
+      SCOPED_TRACE(testing::Message() << "seed " << seed << " out " << L.out << " in " << L.in << " d " << L.dim
+                                      << " batch " << batch);
+      const std::vector<float> x = random_x(seed++, size_t(batch) * L.in);
+      DevBuf<__half> xd(to_half(x));
+      const int64_t ldy = L.out + 3;
+      DevBuf<__half> yd(size_t(batch) * ldy);
+      const GemvRef R = gemv_ref(y, x, batch);
+      for (int rep = 0; rep < 2; ++rep) {
+        CUDA_CHECK(cudaMemset(yd.p, 0xFF, yd.n * 2));
+        CUDA_CHECK(glvq_gemv_mma_launch(M, dl.params(), xd.p, L.in, yd.p, ldy, batch, ws, nullptr));
+        CUDA_CHECK(glvq_gemv_tail_launch(L, dl.params(), dl.codes.p, xd.p, L.in, yd.p, ldy, batch, ws, nullptr));
+        CUDA_CHECK(cudaDeviceSynchronize());
+        const GemvError e = gemv_error(R, L.out, batch, yd.download(), ldy);
+        EXPECT_TRUE(e.finite);
+        EXPECT_LT(e.worst, 2e-3) << "rep " << rep;
+      }
+    }
+  }
+  // A layer without a narrower group has no tail to add.
+  const GlvqLayout full{16, 256, 8, 128};
+  GlvqGemvWorkspace ws;
+  ws.max_batch = 1;
+  EXPECT_EQ(glvq_gemv_tail_launch(full, GlvqDeviceParams{}, nullptr, nullptr, 256, nullptr, 16, 1, ws, nullptr),
+            cudaErrorInvalidValue);
 }
 
 }  // namespace
