@@ -10,16 +10,16 @@
 #   qwen2:     Qwen2-0.5B's 14 / 2 heads (GQA 7) of 64: hidden 896 = 7 x 128; intermediate
 #              4864 = 38 x 128 -> 688 = 5 x 128 + 48 (the issue's width)
 # Small calibration (4 x 128 tokens), 2 eval chunks, and glvq (the shaped code, the default)
-# without learning rounds (lloyd_iters 0, nearest codewords only: init, bit allocation, feedback
-# encode; learning is shape-blind and covered by the unit tests at odd widths): the point is the
-# shapes, not the quality. GLVQ_E2E_DEVICE=cuda runs the workers on the GPU.
+# without learning rounds or bit allocation (lloyd_iters 0, nearest codewords only, one width:
+# init and feedback encode; learning and the allocation over a narrower group are covered by the
+# unit tests at odd widths): the point is the shapes, not the quality. GLVQ_E2E_DEVICE=cuda runs the workers on the GPU.
 source "$(dirname "$0")/lib.bash"
 SYNTH=$BUILD/glvq-synth
 head -c 60000 data/calib.txt >$TMP/calib.txt
 head -c 20000 data/eval.txt >$TMP/eval.txt
 run=(--config configs/tiny-llama.yaml --set calib.ctx=128 --set calib.samples=4 --set eval.ctx=128
      --set eval.max_chunks=2 --set data.calib=$TMP/calib.txt --set data.eval=$TMP/eval.txt --set device=${GLVQ_E2E_DEVICE:-cpu}
-     --set quant.glvq.lloyd_iters=0 --set quant.glvq.candidates=1)
+     --set quant.glvq.lloyd_iters=0 --set quant.glvq.candidates=1 --set quant.glvq.bit_alloc=false)
 
 shapes=("smollm2 --hidden 960 --intermediate 256 --heads 15 --kv-heads 5"
         "openllama --hidden 400 --intermediate 1088 --heads 4 --kv-heads 4"
