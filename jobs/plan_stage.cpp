@@ -34,8 +34,8 @@ class PlanStage : public Stage {
         GLVQ_CHECK(missing.empty(), "{}: {} tensor(s) the model needs are missing, first: {}", ctx.files->dir(),
                    missing.size(), missing.front());
         check_texts(ctx);
-        // Before calibration: a config that cannot quantize some layer is refused now.
-        check_quant_plan(ctx.cfg.quant, ctx.model);
+        // Before calibration: a config the learn stage would refuse is refused now.
+        check_quant_plan(ctx.cfg.quant);
         Plan p = make_plan(ctx.model, ctx.comm->size());
         const DiskBudget disk = estimate_disk_budget(ctx, p);
         check_disk_space(ctx, disk);

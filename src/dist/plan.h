@@ -36,9 +36,9 @@ Plan make_plan(const LlamaConfig& cfg, int world);
 /// Parameters of one block / of the embedding / of the head, from the config.
 int64_t block_params(const LlamaConfig& cfg);
 
-/// Refuses (UsageError, exit 2) before calibration a quantization config that
-/// cannot handle some linear of the model: check_quant_layers over every block's
-/// seven linears, named as in the checkpoint. quant.method none passes.
-void check_quant_plan(const QuantConfig& qc, const LlamaConfig& cfg);
+/// Refuses (UsageError, exit 2) before calibration a quantization config the
+/// learn stage would refuse (bits, method options, the shaped code's rules).
+/// quant.method none passes.
+void check_quant_plan(const QuantConfig& qc);
 
 }  // namespace glvq

@@ -176,8 +176,7 @@ QuantizedLinear glvq_quantize_layer(const at::Tensor& W_in, const at::Tensor& H_
     const int64_t fb = opt.feedback_block > 0 ? opt.feedback_block : d;
     GLVQ_CHECK(gs % fb == 0 && fb % d == 0, "layer {}: feedback block {} must be a multiple of dim {} dividing {}",
                name, fb, d, gs);
-    at::Tensor U = glvq_inverse_cholesky(Hp, opt.damp, name);
-    U = glvq_pad_factor(U, in_pad);
+    const at::Tensor U = glvq_pad_factor(glvq_inverse_cholesky(Hp, opt.damp, name), in_pad);
     eo.F_full = glvq_feedback_matrix(U, fb);
     eo.feedback_block = fb;
     A = glvq_feedback_metrics(U, gs);
@@ -309,6 +308,7 @@ std::unique_ptr<Quantizer> make_glvq_quantizer(const QuantConfig& qc, uint64_t s
   GLVQ_USAGE_CHECK(qc.bits >= 1 && qc.bits <= 8, "quant.bits = {}: glvq needs 1..8 bits per weight", qc.bits);
   GLVQ_USAGE_CHECK(qc.glvq.rounding == "round_off" || qc.glvq.rounding == "babai" || qc.glvq.rounding == "nearest_plane",
                    "quant.glvq.rounding = \"{}\" is not known (round_off, nearest_plane)", qc.glvq.rounding);
+  if (qc.glvq.code == "shaped") glvq_check_shaped_config(qc.glvq);
   GlvqOptions opt;
   opt.cfg = qc.glvq;
   opt.bits = qc.bits;

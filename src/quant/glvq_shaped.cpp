@@ -66,15 +66,19 @@ at::Tensor pack_shaped(const GlvqLayout& L, const at::Tensor& codes, const uint8
 
 }  // namespace
 
+void glvq_check_shaped_config(const GlvqConfig& c) {
+  GLVQ_USAGE_CHECK(c.dim % kShapedBlock == 0,
+                   "quant.glvq.code = shaped needs quant.glvq.dim to be a multiple of {} (got {})", kShapedBlock, c.dim);
+  GLVQ_USAGE_CHECK(!c.companding, "quant.glvq.code = shaped has no companding: set quant.glvq.companding = false");
+}
+
 QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::string& name, const GlvqOptions& opt,
                                            int64_t gs) {
   auto t0 = std::chrono::steady_clock::now(), lap = t0;
   const GlvqConfig& c = opt.cfg;
   const at::Tensor Hp = pin.Hp.to(at::kCPU, at::kFloat).contiguous();
   const int64_t out = pin.Wp.size(0), in = pin.Wp.size(1), d = c.dim;
-  GLVQ_USAGE_CHECK(d % kShapedBlock == 0, "quant.glvq.code = shaped needs quant.glvq.dim to be a multiple of {} (got {})",
-                   kShapedBlock, d);
-  GLVQ_USAGE_CHECK(!c.companding, "quant.glvq.code = shaped has no companding: set quant.glvq.companding = false");
+  glvq_check_shaped_config(c);
   GLVQ_CHECK(gs > 0 && gs % d == 0, "layer {}: group size {} is not a multiple of dim {}", name, gs, d);
   // A narrower last group is padded with zero weight columns whose errors no metric
   // below sees (glvq.cpp's rule for the box code); only its real vectors are stored.

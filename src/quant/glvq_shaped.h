@@ -17,6 +17,10 @@ struct GlvqPrepared {
   at::Tensor W, H, Wp, Hp, s_in, s_out;
 };
 
+/// The shaped code's own config rules (dim a multiple of 8, no companding):
+/// a UsageError saying what to change.
+void glvq_check_shaped_config(const GlvqConfig& c);
+
 /// Quantizes the prepared layer with the shaped code in groups of GS columns (a
 /// multiple of the dim; the last group may be narrower, glvq_codec.h); loss and
 /// loss_init are layer_loss of the stored arrays, as glvq_quantize_layer's.

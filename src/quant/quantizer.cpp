@@ -5,7 +5,6 @@
 #include "quant/gptq.h"
 #include "quant/rtn.h"
 
-
 namespace glvq {
 
 BitsBreakdown& BitsBreakdown::operator+=(const BitsBreakdown& o) {
@@ -103,19 +102,6 @@ std::unique_ptr<Quantizer> make_quantizer(const QuantConfig& qc, uint64_t seed) 
                    "quant.method = none: there is no quantizer to build; set quant.method to rtn, gptq or glvq");
   throw UsageError(fmt::format("quant.method = \"{}\" is not a quantizer (known: rtn, gptq, glvq)", qc.method),
                    __FILE__, __LINE__);
-}
-
-void check_quant_layers(const QuantConfig& qc, const std::vector<LayerShape>& layers) {
-  make_quantizer(qc, 0);  // method, bits and option errors, as the learn stage would raise them
-  // Every method takes any width (a narrower last group, glvq_codec.h), so what is
-  // left to check are the shaped code's own rules, which the learn stage would
-  // only meet at its first layer.
-  (void)layers;
-  if (qc.method != "glvq" || qc.glvq.code != "shaped") return;
-  const GlvqConfig& c = qc.glvq;
-  GLVQ_USAGE_CHECK(c.dim % 8 == 0, "quant.glvq.code = shaped needs quant.glvq.dim to be a multiple of 8 (got {})",
-                   c.dim);
-  GLVQ_USAGE_CHECK(!c.companding, "quant.glvq.code = shaped has no companding: set quant.glvq.companding = false");
 }
 
 }  // namespace glvq

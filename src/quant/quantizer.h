@@ -9,7 +9,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace glvq {
 
@@ -66,17 +65,5 @@ std::string shape_str(const at::Tensor& t);
 
 /// Builds the quantizer QC.method names; SEED makes it deterministic.
 std::unique_ptr<Quantizer> make_quantizer(const QuantConfig& qc, uint64_t seed);
-
-/// A linear layer as the plan sees it, before any weight is read.
-struct LayerShape {
-  std::string name;  ///< e.g. "model.layers.0.mlp.down_proj.weight"
-  int64_t out = 0, in = 0;
-};
-
-/// Checks, before any work, that QC can quantize every layer of LAYERS: builds
-/// the quantizer (bits, method options) and checks the method's own rules. Every
-/// method takes any layer shape today; LAYERS is where a future shape rule belongs.
-/// Throws a UsageError saying what to change.
-void check_quant_layers(const QuantConfig& qc, const std::vector<LayerShape>& layers);
 
 }  // namespace glvq
