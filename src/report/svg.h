@@ -30,8 +30,8 @@ struct Rgb {
 /// WCAG relative luminance of C in [0, 1] (sRGB decoded to linear light).
 double relative_luminance(const Rgb& c);
 /// The heatmap's sequential ramp: T in [0, 1] (clamped; NaN counts as 0) from a
-/// pale yellow (T = 0, small values) to a dark red (T = 1); its luminance falls
-/// strictly as T grows, so darker always means larger.
+/// pale yellow (T = 0, small values) to a dark red (T = 1); its luminance never
+/// rises as T grows and falls at every step of 0.01, so darker means larger.
 Rgb heat_colour(double t);
 /// Where V lies on the heatmap's colour scale between LO and HI, on a log10
 /// axis: 0 at LO, 1 at HI, clamped; 0.5 when LO == HI. Needs 0 < LO <= HI
