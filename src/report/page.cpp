@@ -49,10 +49,14 @@ std::string row(const std::string& label, const std::string& cell) {
 }
 std::string text_cell(const std::string& s) { return "<td>" + esc(s) + "</td>"; }
 
+// "codes 2 + lattice 0.0625 + bitmap 0.0039 + ...": the roles with bits, in the format's order.
 std::string bits_overhead_text(const RunView& v) {
-  if (!v.bits_per_weight || !v.code_bits_per_weight) return "";
-  return fmt::format("codes {} + overhead {} (scales, lattice, bit map, ...)", num_short(*v.code_bits_per_weight, 5),
-                     num_short(*v.bits_per_weight - *v.code_bits_per_weight, 4));
+  std::string o;
+  for (const char* role : {"codes", "lattice", "companding", "scales", "bitmap", "transform", "other"}) {
+    const auto b = json_number(v.bits_breakdown, role);
+    if (b && *b > 0) o += fmt::format("{}{} {}", o.empty() ? "" : " + ", role, num_short(*b, 4));
+  }
+  return o;
 }
 
 std::string summary_section(const RunView& v) {
@@ -62,7 +66,7 @@ std::string summary_section(const RunView& v) {
   if (v.target_bits) o += row("quant.bits (N)", fmt::format("<td class=\"num\">{}</td>", *v.target_bits));
   o += row("bits per weight", num_cell(v.bits_per_weight, "bits_per_weight"));
   o += row("code bits per weight", num_cell(v.code_bits_per_weight, "code_bits_per_weight"));
-  if (!bits_overhead_text(v).empty()) o += row("bits split", text_cell(bits_overhead_text(v)));
+  if (!bits_overhead_text(v).empty()) o += row("bits per weight by role", text_cell(bits_overhead_text(v)));
   o += row("bits per weight, whole model", num_cell(v.bits_per_weight_model, "bits_per_weight_model"));
   o += row("perplexity FP", num_cell(v.ppl_fp, "ppl_fp", 6));
   o += row("perplexity quantized", num_cell(v.ppl_quant, "ppl_quant", 6));

@@ -133,6 +133,7 @@ RunView make_run_view(const std::optional<nlohmann::json>& report, const std::op
     v.bits_per_weight = json_number(r, "bits_per_weight");
     v.code_bits_per_weight = json_number(r, "code_bits_per_weight");
     v.bits_per_weight_model = json_number(r, "bits_per_weight_model");
+    if (r.contains("bits_breakdown") && r["bits_breakdown"].is_object()) v.bits_breakdown = r["bits_breakdown"];
     v.ppl_fp = json_number(r, "ppl_fp");
     v.ppl_quant = json_number(r, "ppl_quant");
     if (r.contains("quality") && r["quality"].is_object()) {
@@ -154,6 +155,8 @@ RunView make_run_view(const std::optional<nlohmann::json>& report, const std::op
       if (v.git_commit.empty()) v.git_commit = json_string(root, "git_commit").value_or("");
       if (!v.bits_per_weight) v.bits_per_weight = json_number(root, "bits_per_weight");
       if (!v.bits_per_weight_model) v.bits_per_weight_model = json_number(root, "bits_per_weight_model");
+      if (v.bits_breakdown.empty() && root.contains("bits_breakdown") && root["bits_breakdown"].is_object())
+        v.bits_breakdown = root["bits_breakdown"];
       if (!v.code_bits_per_weight && root.contains("bits_breakdown"))
         v.code_bits_per_weight = json_number(root["bits_breakdown"], "codes");
       if (root.contains("config") && root["config"].is_object()) {

@@ -34,6 +34,7 @@ struct RunView {
   std::string model, method, git_commit;
   std::optional<int> target_bits;  ///< quant.bits: the page's "N" of N-1 / N / N+1
   std::optional<double> bits_per_weight, code_bits_per_weight, bits_per_weight_model;
+  nlohmann::json bits_breakdown = nlohmann::json::object();  ///< bits per weight by role (codes, scales, ...)
   std::optional<double> ppl_fp, ppl_quant, kl_mean, kl_p99, top1;
   std::vector<LayerView> layers;  ///< checkpoint order (block, then linear name), or report.json's
 };
