@@ -14,8 +14,8 @@ for tool in xmllint chromium; do
 done
 INSPECT=$BUILD/glvq-inspect
 COMPARE=$BUILD/glvq-compare
-SIZE=(--config configs/tiny-llama.yaml --set quant.method=rtn --set calib.samples=4 --set calib.ctx=512
-      --set eval.ctx=512 --set eval.max_chunks=2 --set device=cpu --set threads=1)
+SIZE=(--config configs/tiny-llama.yaml --set quant.method=rtn --set calib.samples=2 --set calib.ctx=256
+      --set eval.ctx=256 --set eval.max_chunks=2 --set device=cpu --set threads=1)
 A=$TMP/rtn4 B=$TMP/rtn3
 $WORKER "${SIZE[@]}" --set quant.bits=4 --set output_dir=$A >$TMP/a.log 2>&1 & pa=$!
 $WORKER "${SIZE[@]}" --set quant.bits=3 --set output_dir=$B >$TMP/b.log 2>&1 & pb=$!
