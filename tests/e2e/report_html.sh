@@ -7,7 +7,8 @@
 # CSV's rows match report.json and inspect --json, the comparison's points are the
 # runs' (bits_per_weight, ppl_quant); headless Chromium renders report.html to a
 # non-blank PNG. Bad inputs (a run directory without report.json, a truncated
-# checkpoint, a report.json of another run) fail naming the file and leave no output.
+# checkpoint, a report.json of another run) fail naming the file and leave no output; a
+# report.html the worker cannot write is a warning, not a failed job.
 source "$(dirname "$0")/lib.bash"
 for tool in xmllint chromium; do
   command -v $tool >/dev/null || fail "$tool is missing: scripts/setup.sh installs it (libxml2-utils, chromium)"
@@ -132,4 +133,14 @@ expect_exit 1 "$B/report.json does not describe $A/model.glvq.h5" \
 expect_exit 1 "cannot|No such file|$TMP/nodir" $INSPECT $A/model.glvq.h5 --html $TMP/nodir/x.html
 left=$(ls $TMP | grep -E '^bad\.|\.tmp' || true)
 [[ -z $left ]] || fail "failed commands left files behind: $left"
+# 6. The worker cannot write report.html (a directory is in its way): a warning naming it and the
+#    command that writes it later, exit 0 (report.json is complete), no temporary file left.
+rm -rf $A/report.html && mkdir -p $A/report.html/in-the-way
+$WORKER "${SIZE[@]}" --set quant.bits=4 --set output_dir=$A --stage validate >$TMP/v.log 2>&1 ||
+  { tail -20 $TMP/v.log; fail "validate failed although only report.html could not be written"; }
+grep -q "report.html was not written .*$A/report.html.*glvq-inspect $A/model.glvq.h5 --html" $TMP/v.log ||
+  { tail -5 $TMP/v.log; fail "no warning about report.html"; }
+[[ -s $A/report.json && -d $A/report.html ]] || fail "report.json missing or report.html replaced"
+left=$(find $A -maxdepth 1 -name '*.tmp-*')
+[[ -z $left ]] || fail "the failed report.html write left $left"
 echo "report_html: OK"
