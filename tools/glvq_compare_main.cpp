@@ -34,6 +34,18 @@ int main(int argc, char** argv) {
   return glvq::run_tool("glvq-compare", dirs.front(), [&]() {
     std::vector<glvq::RunView> runs;
     for (const auto& d : dirs) runs.push_back(glvq::load_run_dir(d));
+    // Perplexities compare only over the same model and evaluation text, context and chunks.
+    const auto eval_of = [](const glvq::RunView& r) {
+      const nlohmann::json& j = *r.report;
+      nlohmann::json e = {{"model", j.value("model", "")}};
+      for (const char* k : {"eval_ctx", "eval_chunks", "eval_tokens"}) e[k] = j.contains(k) ? j[k] : nullptr;
+      return e;
+    };
+    for (size_t i = 1; i < runs.size(); ++i)
+      if (eval_of(runs[i]) != eval_of(runs[0]))
+        std::fprintf(stderr, "glvq-compare: warning: %s and %s were evaluated differently (%s vs %s): their "
+                     "perplexities are not comparable\n", runs[0].source.c_str(), runs[i].source.c_str(),
+                     eval_of(runs[0]).dump().c_str(), eval_of(runs[i]).dump().c_str());
     // Everything is built before anything is written.
     const std::string svg = svg_out.empty() ? "" : glvq::ppl_bits_svg(runs);
     GLVQ_CHECK(svg_out.empty() || !svg.empty(),
