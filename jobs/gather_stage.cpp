@@ -58,10 +58,12 @@ class GatherStage : public Stage {
     writer.finish(info);
     // An earlier run's report describes the checkpoint just replaced; if this run stops before
     // validate writes its own, the directory must not pair the new checkpoint with the old report.
-    const std::string report = ctx.cfg.output_dir + "/report.json";
-    if (file_exists(report)) {
-      std::remove(report.c_str());
-      log_info("gather: removed the earlier run's {} (it described the replaced checkpoint)", report);
+    for (const char* name : {"/report.json", "/report.html"}) {
+      const std::string report = ctx.cfg.output_dir + name;
+      if (file_exists(report)) {
+        std::remove(report.c_str());
+        log_info("gather: removed the earlier run's {} (it described the replaced checkpoint)", report);
+      }
     }
     GLVQ_CHECK(bits.weights > 0, "no quantized layers were produced");
     ctx.report["bits_per_weight"] = bits.total();

@@ -1,5 +1,6 @@
 #include "jobs/worker.h"
 
+#include "ckpt/run_report.h"
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -82,6 +83,16 @@ void write_report(JobContext& ctx, double wall_s) {
   for (auto& s : all) r["per_rank"].push_back(nlohmann::json::parse(s));
   write_file_atomic(ctx.cfg.output_dir + "/report.json", r.dump(2) + "\n");
   log_info("report: {}/report.json", ctx.cfg.output_dir);
+  // report.html is a view of report.json and the checkpoint, both complete by now: failing to write
+  // it must not fail the finished job, but it must not pass unnoticed either.
+  try {
+    write_run_report_html(ctx.cfg.output_dir, r);
+    log_info("report: {}/report.html", ctx.cfg.output_dir);
+  } catch (const std::exception& e) {
+    log_warn("report.html was not written ({}); the job's results are complete. Write it later with: glvq-inspect "
+             "{}/model.glvq.h5 --html {}/report.html",
+             e.what(), ctx.cfg.output_dir, ctx.cfg.output_dir);
+  }
 }
 
 }  // namespace

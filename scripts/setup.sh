@@ -9,11 +9,13 @@ build_dir=${GLVQ_BUILD_DIR:-build}
 
 packages=(build-essential cmake ninja-build pkg-config git libtorch-dev libopenmpi-dev openmpi-bin
           libhdf5-dev hdf5-tools libyaml-cpp-dev libfmt-dev libgtest-dev nlohmann-json3-dev
-          libcli11-dev libsentencepiece-dev libopenblas0-pthread slurm-wlm munge clang libclang-rt-14-dev)
+          libcli11-dev libsentencepiece-dev libopenblas0-pthread slurm-wlm munge clang libclang-rt-14-dev
+          libxml2-utils chromium)
 # libopenblas0-pthread: Debian's LibTorch calls the libblas.so.3 alternative; without OpenBLAS
 # that is the reference BLAS, about 8x slower on the forward pass.
 # clang + libclang-rt-14-dev (libFuzzer, clang's sanitizer runtimes): scripts/fuzz.sh; bookworm's
 # clang is 14, and --no-install-recommends leaves its runtime library out.
+# libxml2-utils (xmllint) + chromium: tests/e2e/report_html.sh checks and renders report.html.
 if [[ "${GLVQ_SKIP_APT:-0}" != 1 ]] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

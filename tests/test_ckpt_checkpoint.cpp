@@ -6,6 +6,7 @@
 #include "ckpt/export.h"
 #include "ckpt/h5_util.h"
 #include "ckpt/inspect.h"
+#include "ckpt/run_report.h"
 #include "common/fs_util.h"
 #include "model/model_files.h"
 #include "quant/glvq.h"
@@ -479,6 +480,84 @@ TEST(CkptCheckpoint, NarrowLastGroupsRoundTripInspectAndExport) {
   ModelFiles files(out);
   for (const auto& [name, q] : m.layers)
     EXPECT_TRUE(same_bytes(files.get(name), dequantize(q).to(at::kBFloat16))) << name;
+}
+
+// Per-group bit widths (the report's bit map) from GLVQ's bit map and from the grid methods'
+// parameters, in the full read and the header-only read the worker uses.
+TEST(CkptInspect, BitGroupsInBothReadModes) {
+  at::Generator gen = seeded(kSeed + 6);
+  TempDir dir;
+  Model m = small_model(gen);
+  QuantizedLinear g = g_layer(gen);
+  const std::vector<uint8_t> widths = {3, 1, 3, 2};
+  g.arrays["bits"] = at::tensor(std::vector<int64_t>(widths.begin(), widths.end())).to(at::kByte);
+  m.layers["model.layers.1.mlp.up_proj.weight"] = g;
+  const std::string path = dir.file("model.glvq.h5");
+  write_checkpoint(path, m.contents());
+  InspectOptions light;
+  light.read_arrays = false;
+  const json full = inspect_file(path), header = inspect_file(path, light);
+  ASSERT_EQ(full["layers"].size(), header["layers"].size());
+  for (size_t i = 0; i < full["layers"].size(); ++i) {
+    const json& f = full["layers"][i];
+    const json& h = header["layers"][i];
+    const QuantizedLinear& q = m.layers.at(f["name"].get<std::string>());
+    json want = json::object();
+    if (q.method == "glvq") {
+      for (uint8_t w : widths) want[std::to_string(w)] = want.value(std::to_string(w), 0) + 1;
+    } else {  // every (row, group of 16 columns) at the layer's bits
+      want[std::to_string(static_cast<int>(q.attrs.at("bits")))] = q.out * (q.in / 16);
+    }
+    EXPECT_EQ(f["bit_groups"], want) << f["name"];
+    EXPECT_EQ(h["bit_groups"], want) << h["name"];
+    EXPECT_EQ(h["bits"], bits_breakdown_json(count_bits(q))) << "sizes alone give count_bits' figures";
+    EXPECT_EQ(h["loss"], f["loss"]);
+    EXPECT_FALSE(h.contains("g_cond"));
+  }
+  EXPECT_EQ(header["totals"]["bits"], full["totals"]["bits"]);
+  EXPECT_EQ(full["root"]["config"]["quant"]["method"], "rtn");
+}
+
+int heatmap_layers_with_rel(const RunView& v) {
+  int n = 0;
+  for (const LayerView& l : v.layers) n += l.rel_loss.has_value();
+  return n;
+}
+
+TEST(CkptRunReport, JoinsTheReportBesideTheCheckpoint) {
+  at::Generator gen = seeded(kSeed + 7);
+  TempDir dir;
+  const Model m = small_model(gen);
+  const std::string path = dir.file("model.glvq.h5");
+  write_checkpoint(path, m.contents());
+  const double bpw = CheckpointReader(path).root_attrs()["bits_per_weight"].get<double>();
+  // No report.json: the view has the layers, no relative losses.
+  RunView v = checkpoint_run_view(path);
+  EXPECT_EQ(v.layers.size(), m.layers.size());
+  EXPECT_FALSE(v.ppl_quant.has_value());
+  EXPECT_EQ(heatmap_layers_with_rel(v), 0);
+  // A matching report.json beside it is read.
+  const std::string name = "model.layers.10.mlp.down_proj.weight";
+  json report = {{"method", "rtn"}, {"bits_per_weight", bpw}, {"ppl_quant", 7.25},
+                 {"per_rank", {{{"layer_losses", {{name, {{"loss", 1.0}, {"loss_init", 1.0}, {"rel_loss", 0.125}}}}}}}}};
+  write_file_atomic(dir.file("report.json"), report.dump());
+  v = checkpoint_run_view(path);
+  EXPECT_EQ(*v.ppl_quant, 7.25);
+  EXPECT_EQ(heatmap_layers_with_rel(v), 1);
+  // One that describes another checkpoint: left out when found, an error when asked for.
+  report["bits_per_weight"] = bpw + 1;
+  write_file_atomic(dir.file("report.json"), report.dump());
+  EXPECT_FALSE(checkpoint_run_view(path).ppl_quant.has_value());
+  CheckpointViewOptions opt;
+  opt.report_path = dir.file("report.json");
+  expect_error([&] { checkpoint_run_view(path, opt); }, {dir.file("report.json"), path, "bits per weight"});
+  opt.report_path = dir.file("absent.json");
+  expect_error([&] { checkpoint_run_view(path, opt); }, {dir.file("absent.json"), "does not exist"});
+  // The worker's page: written whole, beside report.json.
+  write_run_report_html(dir.path(), json{{"method", "rtn"}, {"bits_per_weight", bpw}, {"ppl_fp", 6.0}});
+  const std::string html = read_file(dir.file("report.html"));
+  EXPECT_NE(html.find("data-key=\"ppl_fp\" data-v=\"6\""), std::string::npos);
+  EXPECT_NE(html.find("</html>"), std::string::npos);
 }
 
 }  // namespace

@@ -267,6 +267,12 @@ QuantizedLinear CheckpointReader::layer_header(const std::string& name) const {
   return read_layer_header(g.id(), impl_->where(name));
 }
 
+at::Tensor CheckpointReader::layer_array(const std::string& name, const std::string& array) const {
+  H5Handle g = impl_->open_layer(name);
+  GLVQ_CHECK(h5_exists(g.id(), array), "{}: the layer has no array '{}'", impl_->where(name), array);
+  return h5_read_tensor(g.id(), array, fmt::format("{}/{}", impl_->where(name), array));
+}
+
 std::map<std::string, StoredTensorInfo> CheckpointReader::layer_array_info(const std::string& name) const {
   H5Handle g = impl_->open_layer(name);
   std::map<std::string, StoredTensorInfo> out;

@@ -104,6 +104,8 @@ class CheckpointReader {
   QuantizedLinear layer(const std::string& name) const;
   /// The layer's method, shape, losses and attrs, with no arrays read.
   QuantizedLinear layer_header(const std::string& name) const;
+  /// One array of layer NAME (checksum-verified), e.g. GLVQ's per-group "bits".
+  at::Tensor layer_array(const std::string& name, const std::string& array) const;
   /// Stored arrays of layer NAME by array name, without reading their data.
   std::map<std::string, StoredTensorInfo> layer_array_info(const std::string& name) const;
 

@@ -16,18 +16,60 @@ namespace {
 /// JSON has no Inf/NaN: those become null.
 nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
-nlohmann::json layer_summary(const std::string& name, const QuantizedLinear& q, const InspectOptions& opt) {
+// Groups by bit width: GLVQ's bit map ("bits", uint8 [groups]) counted, or, for the
+// integer-grid methods, every (row, group) at the layer's "bits" parameter.
+nlohmann::json bit_groups(const QuantizedLinear& q, const at::Tensor* bitmap) {
+  nlohmann::json j = nlohmann::json::object();
+  if (bitmap && bitmap->defined()) {
+    const at::Tensor b = bitmap->to(at::kLong).flatten();
+    GLVQ_CHECK(b.numel() == 0 || b.min().item<int64_t>() >= 0, "bit map with negative widths");
+    const at::Tensor counts = at::bincount(b);
+    for (int64_t k = 0; k < counts.numel(); ++k)
+      if (const int64_t c = counts[k].item<int64_t>()) j[std::to_string(k)] = c;
+    return j;
+  }
+  const auto bits = q.attrs.find("bits"), gs = q.attrs.find("group_size");
+  if (bits != q.attrs.end() && gs != q.attrs.end() && gs->second > 0) {
+    const int64_t g = static_cast<int64_t>(gs->second);
+    j[std::to_string(static_cast<int64_t>(bits->second))] = q.out * ((q.in + g - 1) / g);
+  }
+  return j;
+}
+
+// count_bits() from the stored arrays' sizes alone (read_arrays = false).
+BitsBreakdown count_bits_of_sizes(const QuantizedLinear& q, const std::map<std::string, StoredTensorInfo>& arrays) {
+  BitsBreakdown b;
+  b.weights = q.out * q.in;
+  const double n = static_cast<double>(b.weights);
+  for (const auto& [name, info] : arrays) {
+    const double bits = static_cast<double>(info.nbytes) * 8.0 / n;
+    const std::string role = bits_role(name);
+    if (role == "codes") b.codes += bits;
+    else if (role == "lattice") b.lattice += bits;
+    else if (role == "companding") b.companding += bits;
+    else if (role == "scales") b.scales += bits;
+    else if (role == "bitmap") b.bitmap += bits;
+    else if (role == "transform") b.transform += bits;
+    else b.other += bits;
+  }
+  return b;
+}
+
+nlohmann::json layer_summary(const std::string& name, const QuantizedLinear& q, const BitsBreakdown& bits,
+                             const InspectOptions& opt) {
   nlohmann::json j;
   j["name"] = name;
   j["shape"] = {q.out, q.in};
   j["method"] = q.method;
-  j["bits"] = bits_breakdown_json(count_bits(q));
+  j["bits"] = bits_breakdown_json(bits);
   j["loss"] = num(q.loss);
   j["loss_init"] = num(q.loss_init);
   j["seconds"] = num(q.seconds);
   j["attrs"] = nlohmann::json::object();
   for (const auto& [k, v] : q.attrs) j["attrs"][k] = num(v);
-  if (opt.conditioning) {
+  const auto bitmap = q.arrays.find("bits");
+  j["bit_groups"] = bit_groups(q, bitmap == q.arrays.end() ? nullptr : &bitmap->second);
+  if (opt.conditioning && opt.read_arrays) {
     for (const auto& [a, t] : q.arrays) {
       if (bits_role(a) == "lattice" && t.dim() >= 2 && t.size(-1) == t.size(-2) && t.numel() > 0) {
         j["g_cond"] = g_conditioning(t);
@@ -100,6 +142,7 @@ nlohmann::json inspect_file(const std::string& path, const InspectOptions& opt) 
                    {"bits_per_weight", root.value("bits_per_weight", 0.0)},
                    {"bits_per_weight_model", root.value("bits_per_weight_model", 0.0)},
                    {"bits_breakdown", root.value("bits_breakdown", nlohmann::json::object())},
+                   {"config", root.value("config", nlohmann::json::object())},
                    {"provenance_keys", nlohmann::json::array()}};
     if (root.contains("provenance") && root["provenance"].is_object()) {
       for (auto it = root["provenance"].begin(); it != root["provenance"].end(); ++it) {
@@ -107,13 +150,23 @@ nlohmann::json inspect_file(const std::string& path, const InspectOptions& opt) 
       }
     }
     for (const std::string& n : ck.layer_names()) {
-      const QuantizedLinear q = ck.layer(n);
-      nlohmann::json j = layer_summary(n, q, opt);
+      const auto info = ck.layer_array_info(n);
+      QuantizedLinear q;
+      BitsBreakdown lb;
+      if (opt.read_arrays) {
+        q = ck.layer(n);
+        lb = count_bits(q);
+      } else {
+        q = ck.layer_header(n);
+        if (info.count("bits")) q.arrays["bits"] = ck.layer_array(n, "bits");
+        lb = count_bits_of_sizes(q, info);
+      }
+      nlohmann::json j = layer_summary(n, q, lb, opt);
       size_t storage = 0;
-      for (const auto& [a, info] : ck.layer_array_info(n)) storage += info.storage_bytes;
+      for (const auto& [a, ai] : info) storage += ai.storage_bytes;
       j["storage_bytes"] = storage;
       layers.push_back(j);
-      bits += count_bits(q);
+      bits += lb;
       loss += q.loss;
       loss_init += q.loss_init;
     }
@@ -132,7 +185,7 @@ nlohmann::json inspect_file(const std::string& path, const InspectOptions& opt) 
     out["format_version"] = bf.format_version;
     out["root"] = {{"block", bf.block}, {"provenance", bf.provenance}};
     for (const auto& [n, q] : bf.layers) {
-      layers.push_back(layer_summary(n, q, opt));
+      layers.push_back(layer_summary(n, q, count_bits(q), opt));
       bits += count_bits(q);
       loss += q.loss;
       loss_init += q.loss_init;

@@ -11,14 +11,19 @@ namespace glvq {
 struct InspectOptions {
   /// Singular values of every G matrix (cost: one small SVD per group).
   bool conditioning = true;
+  /// Read (and checksum) every array. False, for checkpoints only: read the layer
+  /// headers, the arrays' sizes and the small per-group bit maps alone, which is
+  /// what a report needs (the worker's report.html); conditioning is then skipped.
+  bool read_arrays = true;
 };
 
 /// Reads PATH completely (checksums verified) and summarises it:
 ///   {"file", "kind": "checkpoint"|"block", "format_version", "file_bytes",
-///    "root": {method, git_commit, bits_per_weight, ...} | {"block", "provenance"},
+///    "root": {method, git_commit, bits_per_weight, ..., config} | {"block", "provenance"},
 ///    "layers": [{"name", "shape": [out, in], "method", "bits": {codes, ..., total},
 ///                "loss", "loss_init", "seconds", "attrs", "storage_bytes" (checkpoint),
-///                "g_cond": {"max", "median", "groups", "singular"} (layers with G)}],
+///                "g_cond": {"max", "median", "groups", "singular"} (layers with G),
+///                "bit_groups": {"<bits>": groups} (GLVQ: from its bit map; RTN/GPTQ: every group at bits)}],
 ///    "tensors": [{"name", "dtype", "shape", "bytes"}],
 ///    "totals": {"layers", "weights", "bits": {...}, "loss", "loss_init",
 ///               "unquantized_params", "unquantized_bytes", "ideal_bytes", "overhead_bytes"}}
