@@ -13,7 +13,11 @@
 namespace glvq {
 namespace {
 
-at::Tensor leaf(const at::Tensor& value) { return value.detach().clone().set_requires_grad(true); }
+at::Tensor leaf(const at::Tensor& value) {
+  at::Tensor t = value.detach().clone();
+  t.set_requires_grad(true);
+  return t;
+}
 
 double attr_or_throw(const QuantizedLinear& q, const char* key) {
   auto it = q.attrs.find(key);
