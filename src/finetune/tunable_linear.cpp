@@ -70,6 +70,7 @@ TunableLinear::TunableLinear(const QuantizedLinear& q, const at::Device& device,
                "glvq layer [{}, {}]: a group has scale <= 0 or mu < 0: the checkpoint is damaged", q.out, q.in);
     g_rms_ = G0.square().mean({1, 2}, /*keepdim=*/true).sqrt().clamp_min(1e-30);
     mu_mask_ = mu0 > 0;
+    any_mu_ = at::any(mu_mask_).item<bool>();
     params_ = {leaf(G0 / g_rms_), leaf(s0.log()), leaf(at::where(mu_mask_, mu0, at::ones_like(mu0)).log())};
     if (attr_or_throw(q, "incoherence") != 0) {
       signs_in_ = glvq_unpack_signs(glvq_layer_array(q, "signs_in", at::kByte, (q.in + 7) / 8), q.in).to(opt);
@@ -103,19 +104,18 @@ at::Tensor TunableLinear::weight() const {
   }
   const at::Tensor G = params_[0] * g_rms_;  // [B, d, d]
   const at::Tensor s = params_[1].exp(), mu = params_[2].exp();
-  const bool any_mu = at::any(mu_mask_).item<bool>();
   const int64_t B = G.size(0);
   std::vector<at::Tensor> parts;
   if (full_ > 0) {
     // u = G t for every vector: [full, out * V, d] x [full, d, d]^T.
     const at::Tensor u = at::bmm(coords_full_, G.narrow(0, 0, full_).transpose(1, 2)).view({full_, out_, gs_});
     const at::Tensor w = expand(u, s.narrow(0, 0, full_).view({full_, 1, 1}), mu.narrow(0, 0, full_).view({full_, 1, 1}),
-                                mu_mask_.narrow(0, 0, full_).view({full_, 1, 1}), any_mu);
+                                mu_mask_.narrow(0, 0, full_).view({full_, 1, 1}), any_mu_);
     parts.push_back(w.permute({1, 0, 2}).reshape({out_, full_ * gs_}));
   }
   if (full_ < B) {
     const at::Tensor u = at::matmul(coords_last_, G[B - 1].t()).reshape({out_, -1}).narrow(1, 0, last_cols_);
-    parts.push_back(expand(u, s[B - 1], mu[B - 1], mu_mask_[B - 1], any_mu));
+    parts.push_back(expand(u, s[B - 1], mu[B - 1], mu_mask_[B - 1], any_mu_));
   }
   at::Tensor W = parts.size() == 1 ? parts[0] : at::cat(parts, 1);
   if (signs_in_.defined()) W = glvq_coherent_weight(W, signs_out_, signs_in_);

@@ -49,6 +49,7 @@ class TunableLinear {
   at::Tensor coords_last_;     ///< [out * V_last, d] (undefined when every group is full)
   at::Tensor g_rms_;           ///< [groups, 1, 1]: G = g_rms * Gn
   at::Tensor mu_mask_;         ///< bool [groups]: companding groups (mu > 0)
+  bool any_mu_ = false;
   at::Tensor signs_in_, signs_out_;  ///< incoherence (undefined without)
   // rtn / gptq
   at::Tensor qz_;              ///< q - zero, fp32 [out, in]
