@@ -202,6 +202,7 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
     res.steps = step;
     if (step % opt.eval_every != 0 && step != opt.steps) continue;
     const double e = error_of(weights(), held);
+    res.heldout_history.push_back(e);
     if (e < best) {
       best = e;
       res.best_step = step;

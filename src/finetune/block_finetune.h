@@ -38,6 +38,7 @@ struct BlockFinetuneResult {
   double heldout_reference = 0;                  ///< mean ||block_fp(x) - x||^2 per token (held out)
   int steps = 0, best_step = 0;                  ///< steps run; the step of the kept iterate (0 = start)
   int train_seqs = 0, heldout_seqs = 0;
+  std::vector<double> heldout_history;  ///< e on the held-out sequences at each measurement (fp32 masters)
   bool kept = false;  ///< the tuned layers replaced the input ones
   double seconds = 0;
   nlohmann::json to_json() const;
