@@ -291,7 +291,7 @@ TEST(ConfigErrors, WrongTypes) {
                      "t.yaml:1: model: got a list; expected a map of keys (path)");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant: glvq"})),
                      "t.yaml:6: quant: got a scalar 'glvq'; expected a map of keys (glvq, gptq, "
-                     "rtn, method, bits)");
+                     "rtn, finetune, method, bits)");
   EXPECT_STARTS_WITH(error_of(yaml({"model:", "  path: [a]", "data: {eval: e}", "output_dir: o"})),
                      "t.yaml:2: model.path: got a list; expected a non-empty string");
   EXPECT_STARTS_WITH(error_of(yaml({"model: {path: m}", "data: {eval: e}", "output_dir: \"\""})),
