@@ -43,6 +43,12 @@ declare -A rows=(
   [glvq8-w2-box-nearest-plane]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.rounding=nearest_plane"
   [glvq8-w2-box-companding]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.companding=true"
   [glvq8-w2-box-no-learning]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.iters=0"
+  # Block fine-tuning (quant.finetune.block, docs/GLVQ.md): each row is its base row with it on.
+  [glvq8-w2-ft]="--set quant.method=glvq --set quant.bits=2 --set quant.finetune.block=true"
+  [glvq32-w2-ft]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0 --set quant.finetune.block=true"
+  [glvq8-w2-box-ft]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.finetune.block=true"
+  [gptq-w2-ft]="--set quant.method=gptq --set quant.bits=2 --set quant.finetune.block=true"
+  [rtn-w2-ft]="--set quant.method=rtn --set quant.bits=2 --set quant.finetune.block=true"
 )
 order=${MATRIX:-"fp rtn-w4 rtn-w3 rtn-w2 gptq-w4 gptq-w3 gptq-w2 glvq8-w2-paper glvq8-w2 glvq8-w3 glvq8-w4 glvq32-w2"}
 mkdir -p "$out"

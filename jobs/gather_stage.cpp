@@ -54,7 +54,9 @@ class GatherStage : public Stage {
     info.config = config_to_json(ctx.cfg).dump();
     info.method = ctx.cfg.quant.method;
     info.git_commit = GLVQ_GIT_COMMIT;
-    info.provenance = {{"block_quant_config_hash", provenance}};
+    // Which fine-tuning ran (its settings are in info.config and in each block's hash).
+    info.provenance = {{"block_quant_config_hash", provenance},
+                       {"finetune", {{"block", ctx.cfg.quant.finetune.block}}}};
     writer.finish(info);
     // An earlier run's report describes the checkpoint just replaced; if this run stops before
     // validate writes its own, the directory must not pair the new checkpoint with the old report.

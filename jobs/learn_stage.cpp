@@ -7,6 +7,8 @@
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/splitmix.h"
+#include "finetune/block_finetune.h"
 #include "jobs/interrupts.h"
 #include "jobs/provenance.h"
 #include "jobs/stage.h"
@@ -37,9 +39,50 @@ BlockStats collect_stats(JobContext& ctx, const BlockWeights& fp) {
   return s;
 }
 
-// The block's quantized layers: read back from a matching block file (--resume) or learned now.
+BlockFinetuneOptions finetune_options(const Config& cfg, int b) {
+  const FinetuneConfig& f = cfg.quant.finetune;
+  BlockFinetuneOptions o;
+  o.steps = f.steps;
+  o.lr = f.lr;
+  o.batch = f.batch;
+  o.heldout = f.heldout;
+  o.eval_every = f.eval_every;
+  o.patience = f.patience;
+  uint64_t s = cfg.seed ^ (0x66696e6574756e65ull + static_cast<uint64_t>(b));  // per block, from the run's seed
+  o.seed = splitmix64(s);
+  return o;
+}
+
+// quant.finetune.block: tunes LAYERS' continuous parameters against the FP block's output and
+// recomputes each layer's loss under its input statistics.
+void finetune_layers(JobContext& ctx, int b, const BlockWeights& fp, const BlockStats& stats,
+                     std::map<std::string, QuantizedLinear>& layers, nlohmann::json& losses,
+                     nlohmann::json& finetune_report) {
+  std::array<QuantizedLinear, kNumLinears> arr;
+  for (int l = 0; l < kNumLinears; ++l) arr[l] = layers.at(linear_tensor_name(b, static_cast<Linear>(l)));
+  const BlockFinetuneResult r = finetune_block(fp, ctx.model, ctx.rope, ctx.boundary_inputs, arr, ctx.device,
+                                               finetune_options(ctx.cfg, b), fmt::format("block {}", b));
+  finetune_report[std::to_string(b)] = r.to_json();
+  if (!r.kept) return;
+  for (int l = 0; l < kNumLinears; ++l) {
+    const Linear lin = static_cast<Linear>(l);
+    const std::string name = linear_tensor_name(b, lin);
+    const at::Tensor H = stats.H[static_cast<int>(tap_of(lin))].to(fp[lin].device());
+    arr[l].loss = layer_loss(fp[lin], dequantize_on(arr[l], ctx.device), H);
+    const double ref = layer_loss(fp[lin], at::zeros_like(fp[lin]), H);
+    nlohmann::json& e = losses[name];
+    e["loss_before_finetune"] = e["loss"];
+    e["loss"] = arr[l].loss;
+    e["rel_loss"] = arr[l].loss / std::max(1e-30, ref);
+    layers[name] = std::move(arr[l]);
+  }
+}
+
+// The block's quantized layers: read back from a matching block file (--resume) or learned now
+// (and fine-tuned with quant.finetune.block; the file is written only after that).
 std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer& quantizer, int b,
-                                                      const BlockWeights& fp, nlohmann::json& losses) {
+                                                      const BlockWeights& fp, nlohmann::json& losses,
+                                                      nlohmann::json& finetune_report) {
   const std::string path = block_file_path(ctx.cfg.output_dir + "/blocks", b);
   const nlohmann::json prov = block_provenance(ctx, b, ctx.inputs_provenance);
   if (ctx.resume) {
@@ -80,6 +123,7 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
              ql.loss_init / std::max(1e-30, ref), ql.seconds);
     layers[name] = std::move(ql);
   }
+  if (ctx.cfg.quant.finetune.block) finetune_layers(ctx, b, fp, *stats, layers, losses, finetune_report);
   write_block_file(path, b, layers, prov);
   if (!ctx.cfg.calib.keep_stats) std::remove(spath.c_str());  // the block file now stands for them
   return layers;
@@ -101,11 +145,11 @@ class LearnStage : public Stage {
     ensure_dir(cfg.output_dir + "/blocks");
     ensure_dir(cfg.output_dir + "/stats");
     Progress progress("learn", s.end_block - s.first_block, 0.0);
-    nlohmann::json losses = nlohmann::json::object();
+    nlohmann::json losses = nlohmann::json::object(), finetune = nlohmann::json::object();
     for (int b = s.first_block; b < s.end_block; ++b) {
       auto t0 = std::chrono::steady_clock::now();
       BlockWeights fp = load_block(*ctx.files, ctx.model, b, ctx.device);
-      auto layers = quantize_block(ctx, *quantizer, b, fp, losses);
+      auto layers = quantize_block(ctx, *quantizer, b, fp, losses, finetune);
       if (b + 1 < s.end_block) {
         c10::NoGradGuard no_grad;
         BlockWeights next = fp;
@@ -122,6 +166,7 @@ class LearnStage : public Stage {
     progress.done();
     ctx.boundary_inputs.clear();
     ctx.rank_report["layer_losses"] = losses;
+    if (cfg.quant.finetune.block) ctx.rank_report["block_finetune"] = finetune;
   }
 };
 

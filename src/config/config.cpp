@@ -394,6 +394,8 @@ nlohmann::json quant_config_to_json(const Config& cfg) {
   // Only the active method's settings: editing another method's section must
   // not invalidate a finished run.
   if (all["quant"].contains(cfg.quant.method)) quant[cfg.quant.method] = all["quant"][cfg.quant.method];
+  // Fine-tuning changes the result only when it runs: with it off, runs made before it existed still match.
+  if (cfg.quant.finetune.block) quant["finetune"] = all["quant"]["finetune"];
   nlohmann::json calib = nlohmann::json::object();
   for (const char* key : {"ctx", "samples", "seed", "propagate"}) calib[key] = all["calib"][key];
   nlohmann::json out = nlohmann::json::object();

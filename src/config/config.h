@@ -66,12 +66,25 @@ struct RtnConfig {
   int group_size = 128;
 };
 
+/// Block fine-tuning (finetune/block_finetune.h): after a block's linears are quantized, their
+/// continuous parameters (GLVQ: G, scale, mu; RTN/GPTQ: scale) are tuned against the FP block's output.
+struct FinetuneConfig {
+  bool block = false;     ///< on/off
+  int steps = 100;        ///< most Adam steps per block, 1..1000000
+  double lr = 1e-3;       ///< Adam learning rate (relative G, log scale, log mu)
+  int batch = 4;          ///< calibration sequences per step, 1..1024
+  double heldout = 0.125; ///< fraction of the calibration sequences held out for early stopping, (0, 1)
+  int eval_every = 10;    ///< steps between held-out measurements, 1..1000000
+  int patience = 3;       ///< measurements without a gain before stopping, 1..1000
+};
+
 struct QuantConfig {
   std::string method = "none";  ///< none | rtn | gptq | glvq
   double bits = 2.0;            ///< target bits per weight of the codes, 1..8
   GlvqConfig glvq;
   GptqConfig gptq;
   RtnConfig rtn;
+  FinetuneConfig finetune;
 };
 
 struct Config {

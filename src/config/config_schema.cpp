@@ -123,6 +123,13 @@ std::vector<KeySpec> build_keys() {
       k_int("quant.gptq.group_size", GLVQ_REF(int, quant.gptq.group_size), 0),
       k_bool("quant.gptq.static_groups", GLVQ_REF(bool, quant.gptq.static_groups)),
       k_int("quant.rtn.group_size", GLVQ_REF(int, quant.rtn.group_size), 0),
+      k_bool("quant.finetune.block", GLVQ_REF(bool, quant.finetune.block)),
+      k_int("quant.finetune.steps", GLVQ_REF(int, quant.finetune.steps), 1, 1000000),
+      k_num("quant.finetune.lr", GLVQ_REF(double, quant.finetune.lr), 0, kOpen),
+      k_int("quant.finetune.batch", GLVQ_REF(int, quant.finetune.batch), 1, 1024),
+      k_num("quant.finetune.heldout", GLVQ_REF(double, quant.finetune.heldout), 0, kOpen, 1, kOpen),
+      k_int("quant.finetune.eval_every", GLVQ_REF(int, quant.finetune.eval_every), 1, 1000000),
+      k_int("quant.finetune.patience", GLVQ_REF(int, quant.finetune.patience), 1, 1000),
       k_enum("device", GLVQ_REF(std::string, device), {"auto", "cpu", "cuda"}),
       k_enum("transport", GLVQ_REF(std::string, transport), {"auto", "mpi", "nccl"}),
       k_int("comm_timeout_s", GLVQ_REF(int, comm_timeout_s), 0),
@@ -135,7 +142,8 @@ std::vector<KeySpec> build_keys() {
 
 const std::vector<std::string>& all_sections() {
   static const std::vector<std::string> s = {"",     "model",      "data",       "calib",    "eval",
-                                             "quant", "quant.glvq", "quant.gptq", "quant.rtn"};
+                                             "quant", "quant.glvq", "quant.gptq", "quant.rtn",
+                                             "quant.finetune"};
   return s;
 }
 

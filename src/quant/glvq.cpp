@@ -68,7 +68,7 @@ struct Stored {
 
 }  // namespace
 
-at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device) {
+GlvqLayout glvq_layer_layout(const QuantizedLinear& q) {
   GLVQ_CHECK(q.method == "glvq", "glvq_dequantize: the layer was stored by \"{}\", not glvq", q.method);
   GlvqLayout L;
   L.out = q.out;
@@ -88,14 +88,34 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   GLVQ_CHECK(L.dim >= 1 && L.group_size >= L.dim && L.group_size % L.dim == 0,
              "the glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged", q.out,
              q.in, L.dim, L.group_size);
-  const int64_t B = L.groups(), d = L.dim;
+  return L;
+}
+
+const at::Tensor& glvq_layer_array(const QuantizedLinear& q, const char* key, at::ScalarType dtype, int64_t numel) {
+  return array(q, key, dtype, numel);
+}
+
+at::Tensor glvq_layer_bits(const QuantizedLinear& q, const GlvqLayout& L) {
+  const int64_t B = L.groups();
   const at::Tensor bits = array(q, "bits", at::kByte, B).contiguous();
   for (int64_t g = 0; g < B; ++g) {
     const int b = bits.data_ptr<uint8_t>()[g];
     GLVQ_CHECK(b >= 1 && b <= 8, "the glvq layer [{}, {}]: group {} has {} bits (1..8 allowed)", q.out, q.in, g, b);
   }
+  return bits;
+}
+
+at::Tensor glvq_layer_codes(const QuantizedLinear& q, const GlvqLayout& L, const at::Tensor& bits) {
   const std::vector<int64_t> off = glvq_group_offsets(L, bits.data_ptr<uint8_t>());
-  const at::Tensor codes = array(q, "codes", at::kByte, off.back()).contiguous();
+  return array(q, "codes", at::kByte, off.back()).contiguous();
+}
+
+at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device) {
+  const GlvqLayout L = glvq_layer_layout(q);
+  const int64_t B = L.groups(), d = L.dim;
+  const at::Tensor bits = glvq_layer_bits(q, L);
+  const std::vector<int64_t> off = glvq_group_offsets(L, bits.data_ptr<uint8_t>());
+  const at::Tensor codes = glvq_layer_codes(q, L, bits);
   const at::Tensor G = array(q, "G", at::kHalf, B * d * d).to(at::kFloat).reshape({B, d, d}).contiguous();
   const at::Tensor mu = array(q, "mu", at::kHalf, B).to(at::kFloat).contiguous();
   const at::Tensor scale = array(q, "scale", at::kHalf, B).to(at::kFloat).contiguous();

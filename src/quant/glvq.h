@@ -22,6 +22,7 @@
 #include <string>
 
 #include "quant/glvq_bit_alloc.h"
+#include "quant/glvq_codec.h"
 #include "quant/quantizer.h"
 
 namespace glvq {
@@ -30,6 +31,14 @@ namespace glvq {
 at::Tensor glvq_dequantize(const QuantizedLinear& q);
 /// The same on DEVICE (the decode runs on the CPU reference, the inverse transform on DEVICE).
 at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device);
+
+/// The code layout of a stored glvq layer, from its attrs (checked: names the damage).
+GlvqLayout glvq_layer_layout(const QuantizedLinear& q);
+/// Its "bits" array (uint8 [groups], checked 1..8) and "codes" array (uint8, size checked against BITS).
+at::Tensor glvq_layer_bits(const QuantizedLinear& q, const GlvqLayout& L);
+at::Tensor glvq_layer_codes(const QuantizedLinear& q, const GlvqLayout& L, const at::Tensor& bits);
+/// Array KEY of a glvq layer, checked to be DTYPE with NUMEL values (names the damage otherwise).
+const at::Tensor& glvq_layer_array(const QuantizedLinear& q, const char* key, at::ScalarType dtype, int64_t numel);
 
 /// The "glvq" quantizer for QC (QC.bits, QC.glvq); SEED and the layer name seed the incoherence signs.
 std::unique_ptr<Quantizer> make_glvq_quantizer(const QuantConfig& qc, uint64_t seed);

@@ -94,6 +94,11 @@ float glvq_expand(float u, float s, float mu);      ///< c^-1(u)
 void glvq_encode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const float* W, uint8_t* codes);
 /// Decodes codes into W_hat (row-major [out, in], float).
 void glvq_decode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, float* W_hat);
+/// The code coordinates t of every vector (w' = expand(s * G t), see above): for each
+/// group g in order, out * V_g * d floats, row-major over (row, vector, coordinate),
+/// the padded coordinates of a narrower last vector included (decode drops them).
+/// Size of T: sum over g of out * V_g * d. Shaped: the concatenated codewords; box: z + 1/2.
+void glvq_code_coords_ref(const GlvqLayout& L, const uint8_t* bits, const uint8_t* codes, float* t);
 /// y = W_hat x from the codes (x size in, y size out), accumulating in float.
 void glvq_gemv_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_t* codes, const float* x, float* y);
 

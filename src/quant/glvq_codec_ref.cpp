@@ -117,15 +117,20 @@ void glvq_encode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const float*
 
 namespace {
 
-/// Decodes the d weights of one vector into w (the format's decode, shared by decode and gemv).
-inline void decode_vec(GlvqCode code, const uint8_t* in, int d, int b, const float* G, float s, float mu, float Lc,
-                       int32_t* uz, float* t, float* w) {
+/// The d code coordinates t of one stored vector.
+inline void vec_coords(GlvqCode code, const uint8_t* in, int d, int b, int32_t* uz, float* t) {
   if (code == GlvqCode::shaped) {
     for (int k = 0; k < d / kShapedBlock; ++k) glvq_shaped_decode(b, shaped_subcode(in, b, k), t + k * kShapedBlock);
   } else {
     glvq_unpack_vec(in, d, b, uz);
     for (int j = 0; j < d; ++j) t[j] = fp::code_value(uz[j], b);
   }
+}
+
+/// Decodes the d weights of one vector into w (the format's decode, shared by decode and gemv).
+inline void decode_vec(GlvqCode code, const uint8_t* in, int d, int b, const float* G, float s, float mu, float Lc,
+                       int32_t* uz, float* t, float* w) {
+  vec_coords(code, in, d, b, uz, t);
   for (int i = 0; i < d; ++i) {
     float u = 0.0f;
     for (int j = 0; j < d; ++j) u = fp::fma(G[i * d + j], t[j], u);
@@ -154,6 +159,16 @@ void glvq_decode_ref(const GlvqLayout& L, const GlvqGroupParams& p, const uint8_
         if (n < d) std::copy_n(w.data(), n, dst);  // the padded coordinates are not weights
       }
     }
+  }
+}
+
+void glvq_code_coords_ref(const GlvqLayout& L, const uint8_t* bits, const uint8_t* codes, float* t) {
+  const std::vector<int64_t> off = glvq_group_offsets(L, bits);
+  const int d = L.dim;
+  std::vector<int32_t> uz(d);
+  for (int64_t g = 0; g < L.groups(); ++g) {
+    const int64_t n = L.out * L.group_vecs(g), vb = glvq_vec_bytes(d, bits[g]);
+    for (int64_t k = 0; k < n; ++k, t += d) vec_coords(L.code, codes + off[g] + k * vb, d, bits[g], uz.data(), t);
   }
 }
 

@@ -229,6 +229,10 @@ TEST(ConfigErrors, OutOfRangeEveryKind) {
                      "t.yaml:8: quant.glvq.iters: 100001 is out of range");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  rtn:", "    group_size: -1"})),
                      "t.yaml:8: quant.rtn.group_size: -1 is out of range; expected an integer >= 0");
+  EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  finetune:", "    heldout: 1"})),
+                     "t.yaml:8: quant.finetune.heldout: 1 is out of range; expected a number in (0, 1)");
+  EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  finetune:", "    steps: 0"})),
+                     "t.yaml:8: quant.finetune.steps: 0 is out of range; expected an integer in [1, 1000000]");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  bits: 1e999"})),
                      "t.yaml:7: quant.bits: 1e999 is out of range");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant:", "  bits: .inf"})),
@@ -287,7 +291,7 @@ TEST(ConfigErrors, WrongTypes) {
                      "t.yaml:1: model: got a list; expected a map of keys (path)");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant: glvq"})),
                      "t.yaml:6: quant: got a scalar 'glvq'; expected a map of keys (glvq, gptq, "
-                     "rtn, method, bits)");
+                     "rtn, finetune, method, bits)");
   EXPECT_STARTS_WITH(error_of(yaml({"model:", "  path: [a]", "data: {eval: e}", "output_dir: o"})),
                      "t.yaml:2: model.path: got a list; expected a non-empty string");
   EXPECT_STARTS_WITH(error_of(yaml({"model: {path: m}", "data: {eval: e}", "output_dir: \"\""})),
@@ -579,7 +583,7 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 41u);
+  EXPECT_EQ(keys.size(), 48u);
   EXPECT_EQ(j["model"]["path"], "models/m");
   EXPECT_EQ(j["data"]["calib"], "data/c.txt");
   EXPECT_EQ(j["calib"]["seed"].get<uint64_t>(), UINT64_MAX);
@@ -632,11 +636,21 @@ TEST(ConfigJson, QuantSubsetHasOnlyWhatChangesTheResult) {
   auto with = [&](const std::string& o) { return quant_config_to_json(parse_config(text, "t", {o})); };
   for (const char* same : {"eval.ctx=1024", "calib.micro_batch=8", "device=cpu", "threads=1",
                            "output_dir=elsewhere", "model.path=other", "data.calib=x",
-                           "quant.gptq.damp=0.2", "quant.rtn.group_size=8"})
+                           "quant.gptq.damp=0.2", "quant.rtn.group_size=8", "quant.finetune.steps=9",
+                           "quant.finetune.lr=0.5"})
     EXPECT_EQ(with(same), q) << same;
   for (const char* differs : {"quant.glvq.iters=8", "quant.bits=3", "calib.seed=1",
-                              "calib.propagate=quantized", "seed=1", "calib.samples=8"})
+                              "calib.propagate=quantized", "seed=1", "calib.samples=8", "quant.finetune.block=true"})
     EXPECT_NE(with(differs), q) << differs;
+  // With block fine-tuning on, its settings are part of the result.
+  auto with2 = [&](const std::string& o) {
+    return quant_config_to_json(parse_config(text, "t", {"quant.finetune.block=true", o}));
+  };
+  EXPECT_EQ(with2("quant.finetune.steps=9")["quant"]["finetune"]["steps"], 9);
+  for (const char* differs : {"quant.finetune.steps=9", "quant.finetune.lr=0.5", "quant.finetune.batch=2",
+                              "quant.finetune.heldout=0.5", "quant.finetune.eval_every=3",
+                              "quant.finetune.patience=7"})
+    EXPECT_NE(with2(differs), with2("threads=1")) << differs;
 
   const nlohmann::json r = quant_config_to_json(parse_config(text, "t", {"quant.method=rtn"}));
   EXPECT_EQ(r["quant"], (nlohmann::json{{"method", "rtn"}, {"bits", 2.25}, {"rtn", {{"group_size", 16}}}}));

@@ -1,0 +1,60 @@
+#pragma once
+/// Block fine-tuning: with a block's seven linears quantized (codes fixed), tune
+/// their continuous parameters (finetune/tunable_linear.h) with Adam to minimise
+/// the block-output error against the full-precision block on the same inputs,
+///   e(x) = mean over tokens of ||block_fp(x) - block_q(x)||^2,
+/// on the calibration sequences the rank holds. A seeded fraction of them is
+/// held out: the held-out error is measured every eval_every steps, the best
+/// iterate is kept, and training stops after `patience` measurements without a
+/// gain. The tuned parameters are then rounded to their stored dtypes; the
+/// result is kept only if the held-out error of what is stored is below the
+/// error before, so fine-tuning never makes a block worse on the held-out set.
+#include "model/llama_config.h"
+#include "nn/llama.h"
+#include "quant/quantizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace glvq {
+
+struct BlockFinetuneOptions {
+  int steps = 100;        ///< most Adam steps
+  double lr = 1e-3;       ///< in the parameters' units (relative G, log scale, log mu)
+  int batch = 4;          ///< sequences per step
+  double heldout = 0.125; ///< fraction of the sequences held out (at least one)
+  int eval_every = 10;    ///< steps between held-out measurements
+  int patience = 3;       ///< measurements without a gain before stopping
+  uint64_t seed = 0;      ///< picks the held-out sequences and the batch order
+};
+
+struct BlockFinetuneResult {
+  double heldout_before = 0, heldout_after = 0;  ///< e on the held-out sequences (after: as stored)
+  double train_before = 0, train_after = 0;      ///< e on the training sequences
+  double heldout_reference = 0;                  ///< mean ||block_fp(x) - x||^2 per token (held out)
+  int steps = 0, best_step = 0;                  ///< steps run; the step of the kept iterate (0 = start)
+  int train_seqs = 0, heldout_seqs = 0;
+  std::vector<double> heldout_history;  ///< e on the held-out sequences at each measurement (fp32 masters)
+  bool kept = false;  ///< the tuned layers replaced the input ones
+  double seconds = 0;
+  nlohmann::json to_json() const;
+};
+
+/// The held-out sequences among N (N >= 2; ascending indices in input order,
+/// tensor by tensor, row by row): ceil(heldout * N) of them, at least 1 and at most N - 1.
+std::vector<int64_t> finetune_heldout_sequences(int64_t n, const BlockFinetuneOptions& opt);
+
+/// Tunes LAYERS (the block's linears, indexed by Linear; replaced by the tuned
+/// layers when the result is kept) against FP (fp32 weights on DEVICE) on INPUTS
+/// (CPU tensors [B, T, hidden], the block's input activations). LABEL names the
+/// block in log lines. Needs at least two sequences (one to train, one held out).
+BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cfg, const Rope& rope,
+                                   const std::vector<at::Tensor>& inputs,
+                                   std::array<QuantizedLinear, kNumLinears>& layers, const at::Device& device,
+                                   const BlockFinetuneOptions& opt, const std::string& label);
+
+}  // namespace glvq
