@@ -18,7 +18,7 @@ RANDOM=$seed
 echo "preempt_latency: seed $seed, bound ${BOUND_S}s"
 
 m=$TMP/synth
-$BUILD/glvq-synth --out $m --hidden 256 --intermediate 704 --heads 4 --kv-heads 2 --vocab 4096 --blocks 2 \
+$BUILD/glvq-synth --out $m --hidden 128 --intermediate 384 --heads 4 --kv-heads 2 --vocab 4096 --blocks 2 \
   --seed 5 >/dev/null 2>&1 || fail "glvq-synth failed"
 cfg=(--config configs/tiny-llama.yaml --set model.path=$m --set device=cpu --set quant.method=glvq
      --set quant.glvq.code=shaped --set quant.glvq.lloyd_iters=2 --set calib.samples=4 --set calib.ctx=128
@@ -67,7 +67,7 @@ signal_in() {
   local name=$1 np=$2 how=$3 out=$TMP/$1
   launch $np $out
   wait_for "learn: .* relative loss" $out/logs/rank-0.log  # the first layer learned: inside a block now
-  local delay; delay=$(awk -v s=$learn_s -v r=$RANDOM 'BEGIN { printf "%.2f", (0.05 + 0.6 * r / 32767) * s }')
+  local delay; delay=$(awk -v s=$learn_s -v r=$RANDOM 'BEGIN { printf "%.2f", (0.05 + 0.35 * r / 32767) * s }')
   sleep $delay
   local t0; t0=$(now)
   case $how in
@@ -97,7 +97,7 @@ resume() {
 
 signal_in np2-term-all 2 term-all
 resume np2-term-all
-signal_in np2-usr1-mpirun 2 usr1-launcher
+signal_in np2-usr1-mpirun 2 usr1-launcher  # mpirun forwards SIGUSR1 (quantize_70b.sh with LAUNCH=mpirun)
 signal_in np2-term-rank1 2 term-rank1
 signal_in np1-term 1 term-all
 
