@@ -106,7 +106,7 @@ out=$TMP/np2-term-all
 rm -f $out/report.json
 n0=$(wc -l <$out/logs/rank-0.log)  # the log goes on from the earlier runs
 launch 2 $out --resume --stage validate
-wait_for "stage plan finished" $out/logs/rank-0.log $n0  # validate starts: fp pass, then the quantized one
+wait_for "glvq-worker .*: rank 0/2" $out/logs/rank-0.log $n0  # set up; the plan and validate follow
 sleep 0.$((RANDOM % 5))
 r=$(ranks); [[ -n $r ]] || fail "validate ended before the signal"
 t0=$(now); kill -TERM $r; finish 60
