@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/preempt.h"
 #include "eval/corpus.h"
 #include "jobs/pipeline.h"
 #include "jobs/provenance.h"
@@ -45,13 +46,19 @@ class CalibrateStage : public Stage {
     std::vector<BlockWeights> blocks;
     // The last rank's blocks need no forward here: nothing downstream consumes it.
     if (!ctx.last_rank())
-      for (int b = s.first_block; b < s.end_block; ++b) blocks.push_back(load_block(*ctx.files, ctx.model, b, ctx.device));
+      for (int b = s.first_block; b < s.end_block; ++b) {
+        throw_if_preempted("calibrate (loading blocks)");
+        blocks.push_back(load_block(*ctx.files, ctx.model, b, ctx.device));
+      }
     ctx.boundary_inputs.clear();
     run_pipeline(ctx, samples, c.micro_batch, "calibrate",
                  [&](int64_t, const at::Tensor& x) {
                    ctx.boundary_inputs.push_back(x.to(at::kCPU));
                    at::Tensor y = x;
-                   for (auto& bw : blocks) y = block_forward(bw, ctx.model, ctx.rope, y);
+                   for (auto& bw : blocks) {
+                     throw_if_preempted("calibrate (a micro-batch's blocks)");
+                     y = block_forward(bw, ctx.model, ctx.rope, y);
+                   }
                    return y;
                  },
                  nullptr);

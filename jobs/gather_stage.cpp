@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/preempt.h"
 #include "jobs/interrupts.h"
 #include "jobs/stage.h"
 
@@ -36,6 +37,7 @@ class GatherStage : public Stage {
       BlockFile bf = read_block_file(block_file_path(ctx.cfg.output_dir + "/blocks", b));
       GLVQ_CHECK(bf.block == b, "block file for block {} says it holds block {}", b, bf.block);
       for (auto& [name, q] : bf.layers) {
+        throw_if_preempted("gather (between layers; the checkpoint is still a temporary file)");
         bits += count_bits(q);
         writer.add_layer(name, q);
       }
@@ -44,6 +46,7 @@ class GatherStage : public Stage {
     }
     int64_t unquantized = 0, unquantized_bits = 0;
     for (const auto& name : unquantized_tensor_names(ctx.model, *ctx.files)) {
+      throw_if_preempted("gather (the unquantized tensors; the checkpoint is still a temporary file)");
       const TensorView& v = ctx.files->get(name);
       writer.add_tensor(v);
       unquantized += v.numel();

@@ -69,6 +69,15 @@ void fill_file_system(const std::string& path) {
   log_warn("GLVQ_FAULT: {} filled its file system ({} MB)", path, written >> 20);
 }
 
+// A string literal per stage (throw_if_preempted keeps the pointer).
+const char* stage_where(const std::string& stage) {
+  if (stage == "calibrate") return "calibrate (between micro-batches)";
+  if (stage == "learn") return "learn (between blocks)";
+  if (stage == "gather") return "gather (between blocks)";
+  if (stage == "validate") return "validate (between micro-batches)";
+  return "a stage boundary";
+}
+
 }  // namespace
 
 void stage_boundary(const std::string& stage, int rank, int count) {
@@ -81,12 +90,7 @@ void stage_boundary(const std::string& stage, int rank, int count) {
     if (f->action == "fill") fill_file_system(f->path);
     if (f->action == "throw") GLVQ_FAIL("GLVQ_FAULT: injected failure in {} on rank {}", stage, rank);
   }
-  if (const int sig = preemption_signal()) {
-    throw Error(fmt::format("preempted by {} during {}: work finished so far is saved; run again with --resume "
-                            "(Slurm: the batch script requeues the job)",
-                            sig == SIGTERM ? "SIGTERM" : "SIGUSR1", stage),
-                __FILE__, __LINE__, kExitPreempted);
-  }
+  throw_if_preempted(stage_where(stage));
 }
 
 }  // namespace glvq

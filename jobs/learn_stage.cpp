@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/preempt.h"
 #include "common/splitmix.h"
 #include "finetune/block_finetune.h"
 #include "jobs/interrupts.h"
@@ -32,7 +33,10 @@ BlockStats collect_stats(JobContext& ctx, const BlockWeights& fp) {
   c10::NoGradGuard no_grad;
   std::array<HessianAccumulator, kNumTaps> acc;
   TapFn tap = [&](Tap t, const at::Tensor& x) { acc[static_cast<int>(t)].add(x); };
-  for (auto& x : ctx.boundary_inputs) block_forward(fp, ctx.model, ctx.rope, x.to(ctx.device), &tap);
+  for (auto& x : ctx.boundary_inputs) {
+    throw_if_preempted("learn (a block's input statistics)");
+    block_forward(fp, ctx.model, ctx.rope, x.to(ctx.device), &tap);
+  }
   BlockStats s;
   for (int t = 0; t < kNumTaps; ++t) s.H[t] = acc[t].mean();
   s.tokens = acc[0].tokens();
@@ -112,6 +116,7 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
   }
   std::map<std::string, QuantizedLinear> layers;
   for (int l = 0; l < kNumLinears; ++l) {
+    throw_if_preempted("learn (between layers)");  // the block's file is written only once all are done
     const Linear lin = static_cast<Linear>(l);
     const std::string name = linear_tensor_name(b, lin);
     const at::Tensor& H = stats->H[static_cast<int>(tap_of(lin))];
@@ -156,7 +161,10 @@ class LearnStage : public Stage {
         if (cfg.calib.propagate == "quantized")
           for (int l = 0; l < kNumLinears; ++l)
             next.w[l] = dequantize_on(layers.at(linear_tensor_name(b, static_cast<Linear>(l))), ctx.device);
-        for (auto& x : ctx.boundary_inputs) x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device)).to(at::kCPU);
+        for (auto& x : ctx.boundary_inputs) {
+          throw_if_preempted("learn (the activations into the next block)");
+          x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device)).to(at::kCPU);
+        }
       }
       if (ctx.device.is_cuda()) gpu_memory_sample();
       log_info("learn: block {} done in {:.1f}s", b, seconds_since(t0));

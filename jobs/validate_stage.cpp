@@ -5,6 +5,7 @@
 #include "ckpt/checkpoint.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/preempt.h"
 #include "eval/corpus.h"
 #include "eval/token_agreement.h"
 #include "jobs/pipeline.h"
@@ -61,6 +62,7 @@ class ValidateStage : public Stage {
     if (quantized) ckpt = std::make_unique<CheckpointReader>(ctx.cfg.output_dir + "/model.glvq.h5");
     std::vector<BlockWeights> blocks;
     for (int b = s.first_block; b < s.end_block; ++b) {
+      throw_if_preempted("validate (loading blocks)");
       BlockWeights w = load_block(*ctx.files, ctx.model, b, ctx.device, /*linears=*/!quantized);
       if (quantized)
         for (int l = 0; l < kNumLinears; ++l) {
@@ -85,7 +87,10 @@ class ValidateStage : public Stage {
     run_pipeline(ctx, chunks, ctx.cfg.eval.micro_batch, quantized ? "validate (quantized)" : "validate (fp)",
                  [&](int64_t, const at::Tensor& x) {
                    at::Tensor y = x;
-                   for (auto& bw : blocks) y = block_forward(bw, ctx.model, ctx.rope, y);
+                   for (auto& bw : blocks) {
+                     throw_if_preempted("validate (a micro-batch's blocks)");
+                     y = block_forward(bw, ctx.model, ctx.rope, y);
+                   }
                    return y;
                  },
                  [&](int64_t m, const at::Tensor& y, const at::Tensor& tok) {
@@ -96,6 +101,7 @@ class ValidateStage : public Stage {
                    }
                    const at::Tensor fp = fp_states_.at(m).to(y.device(), y.scalar_type());
                    for (int64_t b = 0; b < y.size(0); ++b) {
+                     throw_if_preempted("validate (the quantized model's token distributions)");
                      const at::Tensor logp_q = next_token_log_probs(head, ctx.model, y[b]);
                      nll += nll_of(logp_q, tok[b]);
                      agreement_.add(next_token_log_probs(head, ctx.model, fp[b]), logp_q);

@@ -39,6 +39,7 @@ void setup(JobContext& ctx, const WorkerArgs& args) {
   const std::string transport = ctx.comm->select_transport(ctx.cfg.transport, ctx.device);
   ctx.rank_report["transport"] = transport.substr(0, transport.find(' '));
   set_transfer_timeout(ctx.cfg.comm_timeout_s);
+  set_preemption_grace(ctx.cfg.preempt_grace_s);
   ctx.model = load_llama_config(ctx.cfg.model.path);
   ctx.files = std::make_unique<ModelFiles>(ctx.cfg.model.path);
   ctx.rope = make_rope(ctx.model, std::max(ctx.cfg.calib.ctx, ctx.cfg.eval.ctx), ctx.device);
@@ -99,20 +100,26 @@ void write_report(JobContext& ctx, double wall_s) {
 
 int run_worker(Comm& comm, const WorkerArgs& args) {
   install_preemption_handlers();
+  set_preemption_grace(Config{}.preempt_grace_s);  // the watcher runs from the start; setup applies the config's
   JobContext ctx;
   ctx.comm = &comm;
   // Setup fails the same way on every rank (same files, same config), so
-  // every rank can return normally; rank 0 alone prints.
+  // every rank can return normally; rank 0 alone prints. A preemption is one
+  // rank's: it may find the others inside a collective, so it ends them all.
   try {
     setup(ctx, args);
   } catch (const Error& e) {
-    if (comm.is_root()) std::fprintf(stderr, "glvq-worker: error: %s\n", e.what());
+    const bool preempted = e.exit_code() == kExitPreempted;
+    if (comm.is_root() || preempted) std::fprintf(stderr, "glvq-worker: error: %s\n", e.what());
+    if (preempted && comm.size() > 1) comm.abort_job(e.exit_code());
     return e.exit_code();
   }
   std::vector<std::string> stages = args.stage == "all" ? stage_names() : std::vector<std::string>{args.stage};
   auto t_start = std::chrono::steady_clock::now();
+  std::string current;  // the stage running, for the preemption message
   try {
     for (const auto& name : stages) {
+      current = name;
       auto stage = make_stage(name);
       if (name != "plan" && !ctx.have_plan) make_stage("plan")->run(ctx);
       auto t0 = std::chrono::steady_clock::now();
@@ -125,7 +132,17 @@ int run_worker(Comm& comm, const WorkerArgs& args) {
                                                 {"bytes_sent", comm.bytes_sent() - bytes0}};
       log_info("stage {} finished in {:.1f}s", name, ctx.timings[name]);
     }
+    current = "the report";
     write_report(ctx, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
+  } catch (const Preempted& e) {
+    // The stage's unfinished block is abandoned: nothing of it was renamed into place.
+    const PreemptionGap gap = preemption_longest_gap(false);
+    log_error("stage {}: {}: work finished so far is saved; run again with --resume (Slurm: the batch script "
+              "requeues the job). Longest stretch between two preemption checks in this run: {:.3f}s, from {} to {}",
+              current, e.what(), gap.seconds, gap.from, gap.to);
+    log_close();
+    if (comm.size() > 1) comm.abort_job(e.exit_code());
+    return e.exit_code();
   } catch (const Error& e) {
     log_error("{}", e.what());  // the log echoes errors to the terminal
     log_close();

@@ -2,9 +2,25 @@
 # Llama-2-70B at 2 bits: one rank per GPU, blocks sharded across ranks.
 #   sbatch slurm/quantize_70b.sh                       (defaults below)
 #   MODEL=/data/Llama-2-70b-hf OUT=runs/70b sbatch --nodes=2 slurm/quantize_70b.sh
-# Preemption: Slurm sends SIGUSR1 120 s before the end (--signal); glvq-worker
-# finishes or abandons its current block, exits with code 3, and the job
-# requeues itself; the requeued job resumes from the finished blocks.
+# Preemption: glvq-worker answers SIGTERM and SIGUSR1 alike. Every rank stops at
+# its next preemption check (learning steps, encodes, micro-batches, gather's
+# layers: well under a second apart), abandons the unfinished block (finished
+# blocks are durable files), and the job exits with code 3; the script then
+# requeues it and the requeued job resumes from the finished blocks. A rank
+# blocked waiting for another exits 3 at once, and one inside a single long
+# library call (a 70B Cholesky on a CPU) after preempt_grace_s (10 s) at the
+# latest. docs/RELIABILITY.md has the measured times. What it expects of Slurm:
+#  --signal=B:USR1@120  120 s before the time limit Slurm signals this batch shell
+#      (B: only the shell), whose trap forwards USR1 to the launcher: srun passes
+#      it to every task, mpirun forwards SIGUSR1 to its ranks (a SIGTERM to mpirun
+#      would make it kill them, exit 3 lost). 120 s is far above the worker's
+#      bound; it leaves room for a block file being written.
+#  scancel and preemption (PreemptMode=REQUEUE or CANCEL) send SIGTERM to every
+#      task and to this shell (forwarded as USR1), then SIGKILL after KillWait
+#      (30 s by default) or the partition's GraceTime: both must exceed
+#      preempt_grace_s plus a few seconds of exit, so keep them >= 15 s (a
+#      GraceTime of 0 means SIGKILL at once: no exit 3, no requeue by this script).
+#  --requeue  lets `scontrol requeue` (below) put the job back in the queue.
 #SBATCH --job-name=glvq-70b
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=8

@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
       "transformers (or glvq-worker with quant.method none) loads: model.safetensors with every quantized\n"
       "linear dequantized to the model's dtype (config.json torch_dtype) and the unquantized tensors as\n"
       "stored, config.json, and the tokenizer files of the model the checkpoint was made from.\n"
-      "Exit codes: 0 ok, 1 unreadable/invalid file or write error, 2 bad command line.",
+      "Exit codes: 0 ok, 1 unreadable/invalid file or write error, 2 bad command line, 3 stopped by\n"
+      "SIGTERM/SIGUSR1 (the files written so far are whole, the directory is incomplete: run it again).",
       GLVQ_GIT_COMMIT)};
   app.add_option("FILE", file, "model.glvq.h5")->required();
   app.add_option("DIR", dir, "output directory (created if needed; files in it are replaced)")->required();
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : glvq::kExitUsage;
   }
+  glvq::answer_preemption();
   return glvq::run_tool("glvq-export", file, [&]() {
     opt.max_shard_bytes = static_cast<uint64_t>(max_shard_gb * 1e9);
     const glvq::ExportResult r = glvq::export_checkpoint(file, dir, opt);

@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
       "--device cuda runs the fused GLVQ decode-GEMV per linear with the decode step in a CUDA graph;\n"
       "cpu runs weights dequantized once by the codec reference (slow; for checking).\n"
       "With --perplexity FILE it prints the perplexity of FILE instead (validate's protocol).\n"
-      "Exit codes: 0 ok, 1 unreadable/invalid checkpoint, model directory or file, 2 bad command line or prompt.",
+      "Exit codes: 0 ok, 1 unreadable/invalid checkpoint, model directory or file, 2 bad command line or prompt,\n"
+      "3 stopped by SIGTERM/SIGUSR1 (between two tokens; the text so far was printed).",
       GLVQ_GIT_COMMIT)};
   app.add_option("--checkpoint", ckpt, "model.glvq.h5 written by glvq-worker")->required();
   app.add_option("--model", mo.model_dir, "model directory (default: the model.path recorded in the checkpoint)");
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : glvq::kExitUsage;
   }
+  glvq::answer_preemption();
   return glvq::run_tool("glvq-generate", ckpt, [&]() {
     c10::NoGradGuard no_grad;
     go.stop_at_eos = !ignore_eos;

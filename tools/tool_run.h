@@ -3,12 +3,20 @@
 // "<tool>: error: ..." and the exit code the tools document (glvq::Error carries
 // its own; anything else is an error with SUBJECT, the file or directory at hand).
 #include "common/error.h"
+#include "common/preempt.h"
 
 #include <cstdio>
 #include <exception>
 #include <string>
 
 namespace glvq {
+
+/// For the tools whose loops poll throw_if_preempted (export, generate): SIGTERM
+/// and SIGUSR1 end them with exit 3 at the next check, or after 10 s at the latest.
+inline void answer_preemption() {
+  install_preemption_handlers();
+  set_preemption_grace(10);
+}
 
 template <typename Body>
 int run_tool(const char* tool, const std::string& subject, Body&& body) {

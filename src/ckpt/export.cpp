@@ -4,6 +4,7 @@
 #include "ckpt/h5_util.h"
 #include "common/error.h"
 #include "common/fs_util.h"
+#include "common/preempt.h"
 
 #include <unistd.h>
 
@@ -89,6 +90,7 @@ ExportResult export_checkpoint(const std::string& file, const std::string& dir, 
     std::vector<TensorToWrite> out;
     keep.reserve(shards[s].size());
     for (size_t i : shards[s]) {
+      throw_if_preempted("glvq-export (between tensors; every file written is whole, the export is not: run it again)");
       const Item& it = items[i];
       at::Tensor t = it.quantized ? dequantize(ck.layer(it.name)).to(scalar_type_of(dtype)).contiguous()
                                   : ck.tensor(it.name);

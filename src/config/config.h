@@ -96,6 +96,7 @@ struct Config {
   std::string device = "auto";  ///< auto | cpu | cuda
   std::string transport = "auto";  ///< auto | mpi | nccl: how activations move between GPU ranks
   int comm_timeout_s = 1800;     ///< longest wait for one pipeline transfer before the job ends; 0 = none
+  int preempt_grace_s = 10;      ///< after SIGTERM/SIGUSR1, longest run to a preemption check before exit 3; 0 = none
   std::string output_dir;       ///< required
   int threads = 0;              ///< intra-op threads per rank; 0 = cores / ranks on the node
   uint64_t seed = 0;            ///< seed for learning (incoherence signs, tie breaks)

@@ -133,6 +133,7 @@ std::vector<KeySpec> build_keys() {
       k_enum("device", GLVQ_REF(std::string, device), {"auto", "cpu", "cuda"}),
       k_enum("transport", GLVQ_REF(std::string, transport), {"auto", "mpi", "nccl"}),
       k_int("comm_timeout_s", GLVQ_REF(int, comm_timeout_s), 0),
+      k_int("preempt_grace_s", GLVQ_REF(int, preempt_grace_s), 0),
       k_str("output_dir", GLVQ_REF(std::string, output_dir), true),
       k_int("threads", GLVQ_REF(int, threads), 0),
       k_uint("seed", GLVQ_REF(uint64_t, seed)),

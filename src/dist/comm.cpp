@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/preempt.h"
 #include "dist/nccl_link.h"
 #include "dist/transfer_watchdog.h"
 
@@ -61,9 +62,16 @@ void Comm::finalize() {
   finalized_ = true;
 }
 
-void Comm::barrier() { MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+// Every blocking call below is a PreemptibleWait: a preemption signal that finds
+// this rank waiting for another ends it at once with exit 3 (common/preempt.h).
+
+void Comm::barrier() {
+  PreemptibleWait wait("a barrier with the other ranks");
+  MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
 
 void Comm::bcast_string(std::string& s, int root) {
+  PreemptibleWait wait("a broadcast from another rank");
   long n = static_cast<long>(s.size());
   MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG, root, MPI_COMM_WORLD));
   s.resize(n);
@@ -71,6 +79,7 @@ void Comm::bcast_string(std::string& s, int root) {
 }
 
 void Comm::bcast_ints(std::vector<int32_t>& v, int root) {
+  PreemptibleWait wait("a broadcast from another rank");
   long n = static_cast<long>(v.size());
   MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG, root, MPI_COMM_WORLD));
   v.resize(n);
@@ -78,18 +87,21 @@ void Comm::bcast_ints(std::vector<int32_t>& v, int root) {
 }
 
 double Comm::allreduce_sum(double x) {
+  PreemptibleWait wait("a reduction over the ranks");
   double y = 0;
   MPI_CHECK(MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
   return y;
 }
 
 double Comm::allreduce_max(double x) {
+  PreemptibleWait wait("a reduction over the ranks");
   double y = 0;
   MPI_CHECK(MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
   return y;
 }
 
 std::vector<std::string> Comm::gather_strings(const std::string& s, int root) {
+  PreemptibleWait wait("a gather of the ranks' reports");
   int n = static_cast<int>(s.size());
   std::vector<int> sizes(size_), displs(size_);
   MPI_CHECK(MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, root, MPI_COMM_WORLD));
@@ -139,6 +151,7 @@ void Comm::send_tensor(const at::Tensor& t, int dst, int tag) {
   GLVQ_ASSERT(header.size() <= 9);
   double t0 = now_s();
   TransferWatch watch(fmt::format("rank {} to take micro-batch {}", dst, tag));
+  PreemptibleWait wait("the next rank to take a micro-batch");
   MPI_CHECK(MPI_Send(header.data(), static_cast<int>(header.size()), MPI_INT64_T, dst, tag, MPI_COMM_WORLD));
   const int64_t n = h.numel(), piece = int64_t(1) << 30;
   const float* p = h.data_ptr<float>();
@@ -159,6 +172,7 @@ void Comm::send_tensor(const at::Tensor& t, int dst, int tag) {
 at::Tensor Comm::recv_tensor(int src, int tag, const at::Device& device) {
   double t0 = now_s();
   TransferWatch watch(fmt::format("micro-batch {} from rank {}", tag, src));
+  PreemptibleWait wait("a micro-batch from the previous rank");
   std::vector<int64_t> header(9);
   MPI_Status st;
   MPI_CHECK(MPI_Recv(header.data(), 9, MPI_INT64_T, src, tag, MPI_COMM_WORLD, &st));

@@ -2,6 +2,7 @@
 #include "common/splitmix.h"
 
 #include "common/error.h"
+#include "common/preempt.h"
 
 #include <algorithm>
 #include <chrono>
@@ -135,6 +136,7 @@ GenerateResult generate(Decoder& dec, const Tokenizer& tok, const std::vector<in
   push(next, done);
   t0 = std::chrono::steady_clock::now();
   while (!done) {
+    throw_if_preempted("glvq-generate (decoding; the text so far was printed)");
     const at::Tensor t = at::full({1, 1}, int64_t(next), at::TensorOptions().dtype(at::kLong));
     next = sampler.sample(dec.forward(t).select(0, 0));
     ++r.decode_steps;
@@ -151,6 +153,7 @@ PerplexityResult gen_perplexity(Decoder& dec, const at::Tensor& chunks) {
   r.chunks = chunks.size(0);
   r.ctx = chunks.size(1);
   for (int64_t i = 0; i < r.chunks; ++i) {
+    throw_if_preempted("glvq-generate --perplexity (between chunks)");
     dec.reset(1, r.ctx);
     const at::Tensor c = chunks.narrow(0, i, 1).to(at::kLong);
     const at::Tensor logits = dec.forward(c, /*all_logits=*/true).select(0, 0).narrow(0, 0, r.ctx - 1);

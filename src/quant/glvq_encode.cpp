@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/preempt.h"
 #include "quant/glvq_codec.h"
 
 namespace glvq {
@@ -152,6 +153,7 @@ GlvqEncoded glvq_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqParams
   enc.errors = at::empty({B, L.out, gs}, W.options());
   at::Tensor Z = at::empty({B, L.out * (gs / L.dim), L.dim}, W.options());
   for (int64_t g = 0; g < B; ++g) {
+    throw_if_preempted("the GLVQ feedback encode");
     const int64_t c0 = g * gs, c1 = c0 + gs;
     const at::Tensor T = W.slice(1, c0, c1).unsqueeze(0).contiguous();
     enc.targets.select(0, g).copy_(T.squeeze(0));

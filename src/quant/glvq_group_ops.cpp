@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/preempt.h"
 
 namespace glvq {
 namespace {
@@ -109,6 +110,7 @@ GlvqGroupCodes glvq_quantize_groups(const at::Tensor& Wg, const GlvqParams& p, b
   at::Tensor W_hat = at::empty_like(Wg);
   at::Tensor E = at::empty_like(Wg);
   for (int64_t v = 0; v < nv; ++v) {
+    throw_if_preempted("the GLVQ rounding with feedback");
     const int64_t c0 = v * d, c1 = c0 + d;
     const at::Tensor Tv = T.slice(2, c0, c1);
     const at::Tensor z = glvq_round(glvq_compand_t(Tv, p.scale, p.mu, companding), r);

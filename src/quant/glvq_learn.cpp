@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/preempt.h"
 
 namespace glvq {
 namespace {
@@ -80,6 +81,7 @@ GlvqLearnResult glvq_learn(const at::Tensor& Wg, const at::Tensor& A, const at::
   // best_hist[t] = the summed best-per-group loss after iterate t.
   std::vector<double> best_hist;
   for (int it = 0;; ++it) {
+    throw_if_preempted("the GLVQ learning steps");
     const at::Tensor G = P * sig0;
     const at::Tensor mu = opt.companding ? kMuLo + kMuSpan * at::sigmoid(theta) : init.mu;
     const GlvqParams p{G, mu, init.scale, init.bits};

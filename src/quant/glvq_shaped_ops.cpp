@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/preempt.h"
 #include "kernels/glvq_math.h"
 #include "quant/glvq_codebook.h"
 
@@ -129,6 +130,7 @@ GlvqShapedCodes glvq_shaped_encode_layer(const at::Tensor& Wp, int64_t gs, const
     const int64_t c0 = g * gs, c1 = c0 + gs;
     const at::Tensor Gd = p.G.select(0, g).to(at::kDouble);
     for (int64_t a = c0; a < c1; a += d) {
+      throw_if_preempted("the shaped GLVQ search");
       std::vector<double> M;
       if (D.defined() && candidates > 1) {
         const at::Tensor Mt = at::mm(at::mm(Gd.t(), D.select(0, a / d).to(at::kCPU, at::kDouble)), Gd).contiguous();
@@ -166,6 +168,7 @@ at::Tensor glvq_shaped_lloyd_update(const GlvqShapedCodes& c, const at::Tensor& 
   at::Tensor G = at::empty({B, d, d}, at::TensorOptions().dtype(at::kDouble));
   const at::Tensor eye = at::eye(d * d, G.options());
   for (int64_t g = 0; g < B; ++g) {
+    throw_if_preempted("the shaped GLVQ Lloyd update");
     const at::Tensor Cg = Cw.select(1, g).permute({1, 0, 2});  // [np, out, d]
     const at::Tensor Tg = Tu.select(1, g).permute({1, 0, 2});
     const at::Tensor S = at::bmm(Cg.transpose(1, 2), Cg);  // [np, d, d]

@@ -1,6 +1,7 @@
 #include "quant/gptq.h"
 
 #include "common/error.h"
+#include "common/preempt.h"
 #include "quant/damped_cholesky.h"
 #include "quant/rtn.h"
 
@@ -56,6 +57,7 @@ QuantizedLinear gptq_quantize_weight(const at::Tensor& W_in, const at::Tensor& H
   at::Tensor Err1 = at::empty({out, kBlock}, W.options());
 
   for (int64_t i1 = 0; i1 < in; i1 += kBlock) {
+    throw_if_preempted("the GPTQ column loop");
     const int64_t i2 = std::min(i1 + kBlock, in), count = i2 - i1;
     at::Tensor W1 = W.narrow(1, i1, count);  // updated in place
     at::Tensor Hinv1 = Hinv.narrow(0, i1, count).narrow(1, i1, count);

@@ -264,7 +264,7 @@ TEST(ConfigErrors, UnknownKeyWithoutNearMissListsTheSection) {
             "error_feedback, incoherence, code, lloyd_iters, candidates");
   EXPECT_EQ(error_of(minimal_plus({"banana: 1"})),
             "t.yaml:6: unknown key banana; keys allowed at the top level: model, data, calib, "
-            "eval, quant, device, transport, comm_timeout_s, output_dir, threads, seed");
+            "eval, quant, device, transport, comm_timeout_s, preempt_grace_s, output_dir, threads, seed");
 }
 
 TEST(ConfigErrors, WrongTypes) {
@@ -568,6 +568,7 @@ const char* const kFull[] = {
     "device: cuda",
     "transport: mpi",
     "comm_timeout_s: 60",
+    "preempt_grace_s: 7",
     "output_dir: runs/full",
     "threads: 3",
     "seed: 99",
@@ -583,7 +584,7 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 48u);
+  EXPECT_EQ(keys.size(), 49u);
   EXPECT_EQ(j["model"]["path"], "models/m");
   EXPECT_EQ(j["data"]["calib"], "data/c.txt");
   EXPECT_EQ(j["calib"]["seed"].get<uint64_t>(), UINT64_MAX);
@@ -602,6 +603,7 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   EXPECT_EQ(j["device"], "cuda");
   EXPECT_EQ(j["transport"], "mpi");
   EXPECT_EQ(j["comm_timeout_s"], 60);
+  EXPECT_EQ(j["preempt_grace_s"], 7);
   EXPECT_EQ(j["threads"], 3);
   EXPECT_EQ(j["seed"], 99);
   EXPECT_FALSE(j.contains("source_file"));  // not a key
