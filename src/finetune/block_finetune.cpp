@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/preempt.h"
 #include "common/splitmix.h"
 #include "finetune/tunable_linear.h"
 
@@ -179,6 +180,7 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
   size_t cursor = train.size();
   int bad = 0;
   for (int step = 1; step <= opt.steps; ++step) {
+    throw_if_preempted("block fine-tuning (between steps; the block's file is not written yet)");
     if (cursor >= train.size()) {
       shuffle(train);
       cursor = 0;
