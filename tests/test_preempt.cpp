@@ -61,7 +61,9 @@ int64_t checks_and_interruptions(Body body, const char* expect_where) {
     if (k < 1) continue;
     const std::string where = interrupted_at(k, body);
     EXPECT_FALSE(where.empty()) << "check " << k << " of " << n << " did not interrupt";
-    if (k == n / 2 && expect_where) EXPECT_EQ(where, expect_where) << "check " << k << " of " << n;
+    if (k == n / 2 && expect_where) {
+      EXPECT_EQ(where, expect_where) << "check " << k << " of " << n;
+    }
     EXPECT_TRUE(same(body(), ref)) << "the run after an interruption at check " << k << " differs";
   }
   return n;
