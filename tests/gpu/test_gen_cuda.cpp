@@ -21,11 +21,25 @@
 #include "glvq_orth.cuh"
 #endif
 
+#include <csignal>
+#include <execinfo.h>
 #include <filesystem>
 #include <unistd.h>
 
 namespace glvq {
 namespace {
+
+// A crash on the GPU machine leaves no core to read: print the frames (binary offsets,
+// for addr2line) before dying.
+void print_frames(int sig) {
+  void* f[64];
+  const int n = ::backtrace(f, 64);
+  ::backtrace_symbols_fd(f, n, 2);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+const bool kFramesOnCrash = (std::signal(SIGSEGV, print_frames), true);
+void mark(const char* what) { std::fprintf(stderr, "[gen-test] %s\n", what); }
 
 #ifdef GLVQ_WITH_TORCH_CUDA
 const char* kModel = GLVQ_SOURCE_DIR "/models/tiny-llama";
@@ -149,12 +163,15 @@ TEST(GenCuda, FusedDecoderMatchesCpuPath) {
   c10::NoGradGuard ng;
   TmpDir dir;
   const std::string ck = write_glvq_tiny(dir.path, "");
+  mark("quantized");
   GenModel m(ck);
   DecoderOptions co, go;
   go.device = "cuda";
   Decoder cpu(m, co), gpu(m, go);
   EXPECT_EQ(gpu.linear_kinds(), "42 glvq fused");
+  mark("built");
   compare_with_cpu(gpu, cpu, 1e-2, "fused, graph");
+  mark("fused graph compared");
   DecoderOptions ng_opt = go;
   ng_opt.cuda_graph = false;
   Decoder eager(m, ng_opt);
@@ -164,6 +181,10 @@ TEST(GenCuda, FusedDecoderMatchesCpuPath) {
   Decoder fp16(m, dense);
   EXPECT_EQ(fp16.linear_kinds(), "42 dense fp16");
   compare_with_cpu(fp16, cpu, 1e-2, "dense fp16");
+  dense.cuda_graph = false;
+  Decoder fp16_eager(m, dense);
+  compare_with_cpu(fp16_eager, cpu, 1e-2, "dense fp16, no graph");
+  mark("dense compared");
   // batch 4: each sequence as alone
   gpu.reset(4, 16);
   cpu.reset(1, 16);
@@ -173,6 +194,7 @@ TEST(GenCuda, FusedDecoderMatchesCpuPath) {
     cpu.reset(1, 16);
     EXPECT_LE(max_rel(lg[b], cpu.forward(toks.narrow(0, b, 1), true)[0]), 1e-2) << "sequence " << b;
   }
+  mark("batch compared; tearing down");
 #endif
 }
 
@@ -184,12 +206,21 @@ TEST(GenCuda, ShapedLayerFallsBackToDense) {
   c10::NoGradGuard ng;
   TmpDir dir;
   const std::string ck = write_glvq_tiny(dir.path, "model.layers.2.mlp.up_proj.weight");
-  GenModel m(ck);
-  DecoderOptions co, go;
-  go.device = "cuda";
-  Decoder cpu(m, co), gpu(m, go);
-  EXPECT_EQ(gpu.linear_kinds(), "1 dense fp16, 41 glvq fused");
-  compare_with_cpu(gpu, cpu, 1e-2, "one shaped layer");
+  mark("quantized");
+  {
+    GenModel m(ck);
+    DecoderOptions co, go;
+    go.device = "cuda";
+    Decoder cpu(m, co);
+    {
+      Decoder gpu(m, go);
+      EXPECT_EQ(gpu.linear_kinds(), "1 dense fp16, 41 glvq fused");
+      compare_with_cpu(gpu, cpu, 1e-2, "one shaped layer");
+      mark("shaped compared");
+    }
+    mark("gpu decoder destroyed");
+  }
+  mark("model and cpu decoder destroyed");
 #endif
 }
 

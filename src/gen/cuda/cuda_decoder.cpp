@@ -2,6 +2,7 @@
 #include "common/error.h"
 #include "gen/cuda/cuda_state.h"
 
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
@@ -39,14 +40,17 @@ void cuda_build_weights(const GenModel& m, bool dense, GenWeights& w, Decoder::C
 }
 
 void cuda_state_reset(Decoder::CudaState& st) {
+  // The output lives in the graph's private pool: free it before the pool goes.
+  st.logits = at::Tensor();
   st.graph.reset();
   st.tok = at::Tensor();
   st.qpos = at::Tensor();
-  st.logits = at::Tensor();
 }
 
-at::Tensor cuda_forward(Decoder::CudaState& st, const GenWeights& w, KvCache& cache, const at::Tensor& tokens,
-                        int64_t pos, bool all_logits) {
+namespace {
+
+at::Tensor forward_on_stream(Decoder::CudaState& st, const GenWeights& w, KvCache& cache, const at::Tensor& tokens,
+                             int64_t pos, bool all_logits) {
   c10::cuda::CUDAStreamGuard guard(st.stream);
   const at::Device dev = st.device();
   const int64_t B = tokens.size(0), n = tokens.size(1);
@@ -74,6 +78,27 @@ at::Tensor cuda_forward(Decoder::CudaState& st, const GenWeights& w, KvCache& ca
   st.logits = gen_forward(w, cache, st.tok, st.qpos, cache.max_len, false);
   st.graph->capture_end();
   return first;
+}
+
+}  // namespace
+
+at::Tensor cuda_forward(Decoder::CudaState& st, const GenWeights& w, KvCache& cache, const at::Tensor& tokens,
+                        int64_t pos, bool all_logits) {
+  const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream();
+  at::Tensor out = forward_on_stream(st, w, cache, tokens, pos, all_logits);
+  {
+    // The graph's output buffer is overwritten by the next replay: the caller gets its own copy.
+    c10::cuda::CUDAStreamGuard guard(st.stream);
+    if (st.graph && out.data_ptr() == st.logits.data_ptr()) out = out.clone();
+  }
+  // The logits were made on the decoder's non-blocking stream: the caller's stream (on which
+  // .cpu(), .item() and the sampler run) must wait for them, and the allocator must not hand
+  // their memory back to the decoder's stream while the caller still reads it.
+  at::cuda::CUDAEvent done;
+  done.record(st.stream);
+  done.block(caller);
+  c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), caller);
+  return out;
 }
 
 void cuda_synchronize(Decoder::CudaState& st) { st.stream.synchronize(); }
