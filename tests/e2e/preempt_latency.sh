@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Preemption answered within seconds wherever the job is (issue 24): SIGTERM or
-# SIGUSR1 sent at a random point inside a long GLVQ learn (glvq-synth model, one
+# SIGUSR1 sent at a random point inside a long GLVQ learn (glvq-synth model, hidden 256, one
 # shaped-code layer learning for seconds) ends the job with exit 3 within
 # BOUND_S, at np 1 (the worker alone) and at np 2 (SIGTERM to every rank, as
 # srun sends it; SIGUSR1 to mpirun, which forwards it, as the batch script
@@ -18,10 +18,10 @@ RANDOM=$seed
 echo "preempt_latency: seed $seed, bound ${BOUND_S}s"
 
 m=$TMP/synth
-$BUILD/glvq-synth --out $m --hidden 128 --intermediate 384 --heads 4 --kv-heads 2 --vocab 4096 --blocks 2 \
+$BUILD/glvq-synth --out $m --hidden 256 --intermediate 512 --heads 4 --kv-heads 2 --vocab 4096 --blocks 2 \
   --seed 5 >/dev/null 2>&1 || fail "glvq-synth failed"
 cfg=(--config configs/tiny-llama.yaml --set model.path=$m --set device=cpu --set quant.method=glvq
-     --set quant.glvq.code=shaped --set quant.glvq.lloyd_iters=2 --set calib.samples=4 --set calib.ctx=128
+     --set quant.glvq.code=shaped --set quant.glvq.lloyd_iters=3 --set calib.samples=4 --set calib.ctx=128
      --set calib.micro_batch=1 --set eval.ctx=128 --set eval.max_chunks=16 --set eval.micro_batch=1
      --set comm_timeout_s=60)
 
