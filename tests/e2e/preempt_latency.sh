@@ -10,20 +10,27 @@
 # uninterrupted run's (same_checkpoint), without relearning a damaged block.
 # The same inside validate. Unlike faults.sh the signal times are random (the
 # seed is printed: GLVQ_PREEMPT_SEED=N repeats a run); the figures printed are
-# the latencies measured.
+# the latencies measured. On the GPU: GLVQ_E2E_DEVICE=cuda, with GLVQ_PREEMPT_CODE=box
+# (its learning runs on the GPU) and GLVQ_PREEMPT_HIDDEN=2048 so that a block still learns for
+# seconds there; GLVQ_PREEMPT_EVAL_CHUNKS keeps validate long enough to be signalled.
 source "$(dirname "$0")/lib.bash"
 BOUND_S=${GLVQ_PREEMPT_BOUND_S:-5}
 seed=${GLVQ_PREEMPT_SEED:-$RANDOM}
+device=${GLVQ_E2E_DEVICE:-cpu}
+code=${GLVQ_PREEMPT_CODE:-shaped}
+hidden=${GLVQ_PREEMPT_HIDDEN:-256}
+eval_chunks=${GLVQ_PREEMPT_EVAL_CHUNKS:-16}
 RANDOM=$seed
-echo "preempt_latency: seed $seed, bound ${BOUND_S}s"
+echo "preempt_latency: seed $seed, bound ${BOUND_S}s, device $device, code $code, hidden $hidden"
 
 m=$TMP/synth
-$BUILD/glvq-synth --out $m --hidden 256 --intermediate 512 --heads 4 --kv-heads 2 --vocab 4096 --blocks 2 \
+$BUILD/glvq-synth --out $m --hidden $hidden --intermediate $((2 * hidden)) --heads 4 --kv-heads 2 --vocab 4096 --blocks 2 \
   --seed 5 >/dev/null 2>&1 || fail "glvq-synth failed"
-cfg=(--config configs/tiny-llama.yaml --set model.path=$m --set device=cpu --set quant.method=glvq
-     --set quant.glvq.code=shaped --set quant.glvq.lloyd_iters=3 --set calib.samples=4 --set calib.ctx=128
-     --set calib.micro_batch=1 --set eval.ctx=128 --set eval.max_chunks=16 --set eval.micro_batch=1
+cfg=(--config configs/tiny-llama.yaml --set model.path=$m --set device=$device --set quant.method=glvq
+     --set quant.glvq.code=$code --set calib.samples=4 --set calib.ctx=128
+     --set calib.micro_batch=1 --set eval.ctx=128 --set eval.max_chunks=$eval_chunks --set eval.micro_batch=1
      --set comm_timeout_s=60)
+[[ $code == shaped ]] && cfg+=(--set quant.glvq.lloyd_iters=3)
 
 # launch NP OUT [args...]: the job in the background; PID is the worker's (np 1) or mpirun's.
 launch() {

@@ -21,25 +21,69 @@
 #include "glvq_orth.cuh"
 #endif
 
+#include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <execinfo.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <filesystem>
 #include <unistd.h>
 
 namespace glvq {
 namespace {
 
-// A crash on the GPU machine leaves no core to read: print the frames (binary offsets,
-// for addr2line) before dying.
-void print_frames(int sig) {
+// A crash on the GPU machine leaves no core to read: print which thread faulted, at which
+// address, the mapping (library and offset, for addr2line) of its program counter, and the
+// frames, before dying. Not async-signal-safe in the strict sense; it only has to work once.
+const auto kStart = std::chrono::steady_clock::now();
+double since_start() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - kStart).count(); }
+const pid_t kMainTid = static_cast<pid_t>(::syscall(SYS_gettid));
+
+void print_mapping(uintptr_t pc) {
+  std::FILE* f = std::fopen("/proc/self/maps", "r");
+  if (!f) return;
+  char line[512];
+  while (std::fgets(line, sizeof line, f)) {
+    uintptr_t lo = 0, hi = 0, off = 0;
+    if (std::sscanf(line, "%lx-%lx %*s %lx", &lo, &hi, &off) == 3 && pc >= lo && pc < hi) {
+      std::fprintf(stderr, "[gen-test] pc %#lx is at offset %#lx of: %s", pc, pc - lo + off, line);
+      std::fclose(f);
+      return;
+    }
+  }
+  std::fprintf(stderr, "[gen-test] pc %#lx is in no mapping\n", pc);
+  std::fclose(f);
+}
+
+void print_crash(int sig, siginfo_t* info, void* uc) {
+  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  uintptr_t pc = 0;
+#if defined(__x86_64__)
+  pc = static_cast<uintptr_t>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RIP]);
+#endif
+  std::fprintf(stderr, "[gen-test] signal %d at %.2fs, thread %d (%s), fault address %p\n", sig, since_start(), tid,
+               tid == kMainTid ? "the main thread" : "not the main thread", info->si_addr);
+  if (pc) print_mapping(pc);
   void* f[64];
   const int n = ::backtrace(f, 64);
   ::backtrace_symbols_fd(f, n, 2);
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
-const bool kFramesOnCrash = (std::signal(SIGSEGV, print_frames), true);
-void mark(const char* what) { std::fprintf(stderr, "[gen-test] %s\n", what); }
+bool install_crash_printer() {
+  struct sigaction sa {};
+  sa.sa_sigaction = print_crash;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGSEGV, &sa, nullptr);
+  sigaction(SIGBUS, &sa, nullptr);
+  // Marks whether a crash comes after main returned (static destruction) or before.
+  std::atexit([] { std::fprintf(stderr, "[gen-test] exit handlers run at %.2fs\n", since_start()); });
+  return true;
+}
+const bool kCrashPrinter = install_crash_printer();
+void mark(const char* what) { std::fprintf(stderr, "[gen-test] %s at %.1fs\n", what, since_start()); }
 
 #ifdef GLVQ_WITH_TORCH_CUDA
 const char* kModel = GLVQ_SOURCE_DIR "/models/tiny-llama";
@@ -116,6 +160,7 @@ void compare_with_cpu(Decoder& gpu, Decoder& cpu, double tol, const std::string&
     }
   }
   EXPECT_EQ(agree, decisive) << what << ": greedy choices with a clear margin must agree";
+  mark((what + " compared").c_str());
 }
 #endif
 
@@ -162,6 +207,7 @@ TEST(GenCuda, FusedDecoderMatchesCpuPath) {
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
   c10::NoGradGuard ng;
   TmpDir dir;
+  mark("start");
   const std::string ck = write_glvq_tiny(dir.path, "");
   mark("quantized");
   GenModel m(ck);
@@ -205,6 +251,7 @@ TEST(GenCuda, ShapedLayerFallsBackToDense) {
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
   c10::NoGradGuard ng;
   TmpDir dir;
+  mark("start");
   const std::string ck = write_glvq_tiny(dir.path, "model.layers.2.mlp.up_proj.weight");
   mark("quantized");
   {
