@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Preemption answered within seconds wherever the job is (issue 24): SIGTERM or
-# SIGUSR1 sent at a random point inside a long GLVQ learn (glvq-synth model, hidden 256, one
+# SIGUSR1 sent at a random point inside a long GLVQ learn (glvq-synth model, hidden 256 by default, one
 # shaped-code layer learning for seconds) ends the job with exit 3 within
 # BOUND_S, at np 1 (the worker alone) and at np 2 (SIGTERM to every rank, as
 # srun sends it; SIGUSR1 to mpirun, which forwards it, as the batch script

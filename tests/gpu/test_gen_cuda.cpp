@@ -26,9 +26,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <execinfo.h>
+#include <filesystem>
 #include <sys/syscall.h>
 #include <ucontext.h>
-#include <filesystem>
 #include <unistd.h>
 
 namespace glvq {
@@ -57,7 +57,7 @@ void print_mapping(uintptr_t pc) {
   std::fclose(f);
 }
 
-void print_crash(int sig, siginfo_t* info, void* uc) {
+void print_crash(int sig, siginfo_t* info, [[maybe_unused]] void* uc) {
   const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
   uintptr_t pc = 0;
 #if defined(__x86_64__)
@@ -217,7 +217,6 @@ TEST(GenCuda, FusedDecoderMatchesCpuPath) {
   EXPECT_EQ(gpu.linear_kinds(), "42 glvq fused");
   mark("built");
   compare_with_cpu(gpu, cpu, 1e-2, "fused, graph");
-  mark("fused graph compared");
   DecoderOptions ng_opt = go;
   ng_opt.cuda_graph = false;
   Decoder eager(m, ng_opt);
@@ -230,7 +229,6 @@ TEST(GenCuda, FusedDecoderMatchesCpuPath) {
   dense.cuda_graph = false;
   Decoder fp16_eager(m, dense);
   compare_with_cpu(fp16_eager, cpu, 1e-2, "dense fp16, no graph");
-  mark("dense compared");
   // batch 4: each sequence as alone
   gpu.reset(4, 16);
   cpu.reset(1, 16);
@@ -263,7 +261,6 @@ TEST(GenCuda, ShapedLayerFallsBackToDense) {
       Decoder gpu(m, go);
       EXPECT_EQ(gpu.linear_kinds(), "1 dense fp16, 41 glvq fused");
       compare_with_cpu(gpu, cpu, 1e-2, "one shaped layer");
-      mark("shaped compared");
     }
     mark("gpu decoder destroyed");
   }
