@@ -12,9 +12,12 @@
 # latest. docs/RELIABILITY.md has the measured times. What it expects of Slurm:
 #  --signal=B:USR1@120  120 s before the time limit Slurm signals this batch shell
 #      (B: only the shell), whose trap forwards USR1 to the launcher: srun passes
-#      it to every task, mpirun forwards SIGUSR1 to its ranks (a SIGTERM to mpirun
-#      would make it kill them, exit 3 lost). 120 s is far above the worker's
-#      bound; it leaves room for a block file being written.
+#      it to every task. mpirun is sent USR1 too (a SIGTERM would make it kill the
+#      ranks, exit 3 lost), and so are the ranks it started on this node: Open MPI
+#      4.1.4 (Debian) forwards SIGUSR1 to its ranks, 4.1.6 (Ubuntu 24.04) was seen
+#      not to. With LAUNCH=mpirun over several nodes, the other nodes' ranks then
+#      learn of it from their neighbours' exit (or use srun). 120 s is far above
+#      the worker's bound; it leaves room for a block file being written.
 #  scancel and preemption (PreemptMode=REQUEUE or CANCEL) send SIGTERM to every
 #      task and to this shell (forwarded as USR1), then SIGKILL after KillWait
 #      (30 s by default) or the partition's GraceTime: both must exceed
@@ -56,14 +59,19 @@ args=(--config "$CONFIG" --set "output_dir=$OUT")
 mkdir -p "$OUT" && started=$(mktemp "$OUT/.launch.XXXXXX") || exit 1
 pid=
 forwarded=0
-trap 'forwarded=1; [[ -n $pid ]] && kill -USR1 $pid 2>/dev/null' USR1 TERM
+forward() {
+  kill -USR1 $pid 2>/dev/null
+  [[ $LAUNCH == mpirun ]] && pkill -USR1 -P $pid -x glvq-worker
+  return 0
+}
+trap 'forwarded=1; [[ -n $pid ]] && forward' USR1 TERM
 if [[ $LAUNCH == srun ]]; then
   srun --kill-on-bad-exit=1 "$GLVQ_HOME/${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}" &
 else
   mpirun --bind-to none "$GLVQ_HOME/${GLVQ_BUILD_DIR:-build}/glvq-worker" "${args[@]}" &
 fi
 pid=$!
-[[ $forwarded == 1 ]] && kill -USR1 $pid 2>/dev/null
+[[ $forwarded == 1 ]] && forward
 # A trapped signal interrupts `wait` (status 128 + n) whether or not the launcher has
 # exited; wait again until a wait returns the launcher's own status (bash keeps it).
 while :; do

@@ -1,6 +1,7 @@
 #include "common/fs_util.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -151,6 +152,14 @@ uint64_t file_bytes_in(const std::string& dir) {
   }
   ::closedir(d);
   return total;
+}
+
+bool remove_tree(const std::string& path) {
+  // FTW_DEPTH: children before their directory; FTW_PHYS: a link is an entry, not a tree.
+  const auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p) == 0 ? 0 : -1; };
+  if (::nftw(path.c_str(), remove_one, 64, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) return false;
+  struct stat st;
+  return ::lstat(path.c_str(), &st) != 0;
 }
 
 bool file_exists(const std::string& path) {

@@ -22,6 +22,11 @@ uint64_t free_bytes(const std::string& dir);
 /// Total size of the regular files directly in DIR (0 when DIR does not exist).
 uint64_t file_bytes_in(const std::string& dir);
 bool file_exists(const std::string& path);
+/// rm -rf PATH (a file, a directory tree, or nothing): true when nothing is left. Symbolic
+/// links are removed, never followed. POSIX calls rather than std::filesystem::remove_all,
+/// whose copy exported by pip LibTorch 2.11's libtorch.so (which our binaries resolve to)
+/// jumps through a null pointer.
+bool remove_tree(const std::string& path);
 /// Whole file as bytes; throws naming the file.
 std::string read_file(const std::string& path);
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -272,8 +273,7 @@ void synth_write_model(const std::string& out, const SynthOptions& opt,
 
   const fs::path final_dir = fs::absolute(out);
   const std::string tmp = final_dir.string() + fmt::format(".tmp-{}", ::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
+  remove_tree(tmp);
   ensure_dir(tmp);
   const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   uint64_t done = 0;
@@ -319,10 +319,10 @@ void synth_write_model(const std::string& out, const SynthOptions& opt,
     write_file_atomic(tmp + "/tokenizer.model", read_file(tok_model));
     if (file_exists(opt.tokenizer_from + "/tokenizer_config.json"))
       write_file_atomic(tmp + "/tokenizer_config.json", read_file(opt.tokenizer_from + "/tokenizer_config.json"));
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);
+    GLVQ_CHECK(remove_tree(final_dir.string()), "cannot replace {}: {}", final_dir.string(), std::strerror(errno));
     fs::rename(tmp, final_dir);
   } catch (...) {
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp);
     throw;
   }
 }

@@ -153,6 +153,34 @@ TEST(FsUtil, RequireWritableDirCreatesAndLeavesNoProbe) {
   EXPECT_NE(msg.find("point output_dir at a writable directory"), std::string::npos) << msg;
 }
 
+TEST(FsUtil, RemoveTreeRemovesNestedTreesAndNeverFollowsLinks) {
+  TempDir tmp;
+  const std::string outside = tmp.path() + "/outside";
+  ensure_dir(outside);
+  write_file_atomic(outside + "/keep", "k");
+  const std::string tree = tmp.path() + "/tree";
+  ensure_dir(tree + "/a/b/c");
+  write_file_atomic(tree + "/top", "t");
+  write_file_atomic(tree + "/a/b/c/deep", "d");
+  ASSERT_EQ(::symlink(outside.c_str(), (tree + "/a/link").c_str()), 0);
+  EXPECT_TRUE(remove_tree(tree));
+  EXPECT_FALSE(file_exists(tree));
+  EXPECT_EQ(read_file(outside + "/keep"), "k");  // the link went, not what it points at
+  EXPECT_TRUE(remove_tree(tree));                // nothing there: nothing to do
+  write_file_atomic(tmp.path() + "/file", "x");
+  EXPECT_TRUE(remove_tree(tmp.path() + "/file"));
+  EXPECT_FALSE(file_exists(tmp.path() + "/file"));
+  // An entry that cannot be removed: false, and the tree is still there.
+  ensure_dir(tree + "/locked/sub");
+  ::chmod((tree + "/locked").c_str(), 0555);
+  if (::geteuid() != 0) {
+    EXPECT_FALSE(remove_tree(tree));
+    EXPECT_TRUE(file_exists(tree + "/locked/sub"));
+  }
+  ::chmod((tree + "/locked").c_str(), 0755);
+  EXPECT_TRUE(remove_tree(tree));
+}
+
 TEST(FsUtil, FileBytesInSumsRegularFilesOnly) {
   TempDir tmp;
   EXPECT_EQ(file_bytes_in(tmp.path() + "/absent"), 0u);

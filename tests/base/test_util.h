@@ -2,6 +2,7 @@
 /// Helpers shared by the base tests: a fresh temporary directory per test,
 /// small file writes, and checks on glvq::Error messages.
 #include "common/error.h"
+#include "common/fs_util.h"
 
 #include <gtest/gtest.h>
 
@@ -28,10 +29,7 @@ class TempDir {
     }
     path_ = tmpl;
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
+  ~TempDir() { remove_tree(path_); }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 

@@ -3,8 +3,8 @@
 # SIGUSR1 sent at a random point inside a long GLVQ learn (glvq-synth model, hidden 256 by default, one
 # shaped-code layer learning for seconds) ends the job with exit 3 within
 # BOUND_S, at np 1 (the worker alone) and at np 2 (SIGTERM to every rank, as
-# srun sends it; SIGUSR1 to mpirun, which forwards it, as the batch script
-# does; SIGTERM to rank 1 alone, whose neighbour may be blocked in a wait). The
+# srun sends it; SIGUSR1 to mpirun and to the ranks it started, as the batch
+# script does: Open MPI 4.1.6 does not forward it; SIGTERM to rank 1 alone, whose neighbour may be blocked in a wait). The
 # rank that noticed says where (a loop inside the block, not a boundary); no
 # temporary file is left; --resume then completes to a checkpoint equal to the
 # uninterrupted run's (same_checkpoint), without relearning a damaged block.
@@ -79,7 +79,7 @@ signal_in() {
   local t0; t0=$(now)
   case $how in
     term-all) if [[ $np == 1 ]]; then kill -TERM $PID; else kill -TERM $(ranks); fi ;;
-    usr1-launcher) kill -USR1 $PID ;;
+    usr1-launcher) kill -USR1 $PID; pkill -USR1 -P $PID -x glvq-worker ;;  # as slurm/quantize_70b.sh
     term-rank1) kill -TERM $(pgrep -P $PID -x glvq-worker | sort -n | tail -1) ;;
   esac
   finish 60
@@ -104,7 +104,7 @@ resume() {
 
 signal_in np2-term-all 2 term-all
 resume np2-term-all
-signal_in np2-usr1-mpirun 2 usr1-launcher  # mpirun forwards SIGUSR1 (quantize_70b.sh with LAUNCH=mpirun)
+signal_in np2-usr1-mpirun 2 usr1-launcher  # quantize_70b.sh with LAUNCH=mpirun
 signal_in np2-term-rank1 2 term-rank1
 signal_in np1-term 1 term-all
 

@@ -3,7 +3,8 @@
 # exits 3 (glvq-worker's "preempted") makes the script ask Slurm to requeue the
 # job (a stand-in scontrol records its arguments) and exit 3; a rerun into an
 # output directory that holds a plan passes --resume; a failure (exit 1) is
-# passed through without a requeue; SIGUSR1 to the batch shell reaches the ranks;
+# passed through without a requeue; SIGUSR1 to the batch shell reaches the ranks,
+# also under LAUNCH=mpirun with an mpirun that does not forward it (Open MPI 4.1.6);
 # a launcher that exits 0 counts only if the run wrote report.json (srun exits 0
 # when its tasks failed to launch).
 source "$(dirname "$0")/lib.bash"
@@ -58,4 +59,35 @@ kill -USR1 $script
 set +e; wait $script; rc=$?; set -e
 grep -q got-usr1 $FAKE_LOG.srun || fail "SIGUSR1 to the batch shell was not forwarded to the launcher"
 [[ $rc == 3 ]] && grep -qx "requeue 4242" $FAKE_LOG.scontrol || fail "signalled run: exit $rc, requeue missing"
+# LAUNCH=mpirun, an mpirun that ignores SIGUSR1 (does not forward it): the script signals
+# the ranks it started on this node itself.
+cat >$bin/mpirun <<'SH'
+#!/usr/bin/env bash
+# Not trap '': an ignored signal stays ignored in the children, which could not trap it.
+trap 'echo ignored-usr1 >>"$FAKE_LOG.mpirun"' USR1
+echo "$*" >>"$FAKE_LOG.mpirun"
+glvq-worker "$(dirname "$0")/rank.sh" &
+rank=$!
+while :; do wait $rank; rc=$?; kill -0 $rank 2>/dev/null || break; done
+exit $rc
+SH
+# The rank's process must be named glvq-worker (the script finds ranks by name; a script's
+# process is named after its interpreter): a copy of bash under that name runs it.
+cp "$(command -v bash)" $bin/glvq-worker
+cat >$bin/rank.sh <<'SH'
+trap 'echo got-usr1 >>"$FAKE_LOG.rank"; kill $! 2>/dev/null; exit 3' USR1
+echo ready >"$FAKE_LOG.ready"
+sleep 60 & wait $!
+exit 9
+SH
+chmod +x $bin/mpirun
+rm -f $FAKE_LOG.*
+mkfifo $FAKE_LOG.ready
+LAUNCH=mpirun bash slurm/quantize_70b.sh >$TMP/o6 2>&1 &
+script=$!
+timeout 60 cat $FAKE_LOG.ready >/dev/null || fail "the stand-in rank did not start"
+kill -USR1 $script
+set +e; wait $script; rc=$?; set -e
+grep -q got-usr1 $FAKE_LOG.rank 2>/dev/null || { cat $TMP/o6; fail "LAUNCH=mpirun: SIGUSR1 to the batch shell did not reach the rank past a non-forwarding mpirun"; }
+[[ $rc == 3 ]] || fail "LAUNCH=mpirun, signalled run: exit $rc, expected 3"
 echo "slurm_requeue: ok"

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "ckpt/checkpoint.h"
+#include "common/fs_util.h"
 #include "gen/decoder.h"
 #include "gen/gen_model.h"
 #include "glvq_test_util.h"
@@ -26,7 +27,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <execinfo.h>
-#include <filesystem>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -65,7 +65,16 @@ void print_crash(int sig, siginfo_t* info, [[maybe_unused]] void* uc) {
 #endif
   std::fprintf(stderr, "[gen-test] signal %d at %.2fs, thread %d (%s), fault address %p\n", sig, since_start(), tid,
                tid == kMainTid ? "the main thread" : "not the main thread", info->si_addr);
-  if (pc) print_mapping(pc);
+  if (pc) {
+    print_mapping(pc);
+  } else {
+#if defined(__x86_64__)
+    // A call through a null pointer: the caller's return address is on top of the stack.
+    const auto sp = static_cast<uintptr_t>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RSP]);
+    std::fprintf(stderr, "[gen-test] pc 0 (a call through a null pointer); its caller:\n");
+    print_mapping(*reinterpret_cast<const uintptr_t*>(sp));
+#endif
+  }
   void* f[64];
   const int n = ::backtrace(f, 64);
   ::backtrace_symbols_fd(f, n, 2);
@@ -128,7 +137,11 @@ struct TmpDir {
     char t[] = "/tmp/glvq-gen-gpu-XXXXXX";
     path = ::mkdtemp(t);
   }
-  ~TmpDir() { std::filesystem::remove_all(path); }
+  // Not std::filesystem::remove_all: with pip LibTorch it crashed here (fs_util.h says why).
+  ~TmpDir() {
+    if (!remove_tree(path)) std::fprintf(stderr, "[gen-test] could not remove %s\n", path.c_str());
+    mark("temporary directory removed");
+  }
 };
 
 double max_rel(const at::Tensor& got, const at::Tensor& ref) {
