@@ -14,12 +14,15 @@
 #include "jobs/provenance.h"
 #include "jobs/stage.h"
 #include "nn/gpu_memory.h"
+#include "quant/glvq_bits_carry.h"
+#include "quant/quantizer.h"
 #include "stats/hessian.h"
 #include "stats/stats_file.h"
 
 #include <c10/core/GradMode.h>
 
 #include <chrono>
+#include <memory>
 #include <cstdio>
 
 namespace glvq {
@@ -115,12 +118,25 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
     save_block_stats(spath, *stats, prov);
   }
   std::map<std::string, QuantizedLinear> layers;
+  // GLVQ's fractional targets: each layer asks for what brings the block back to quant.bits.
+  const bool carry = ctx.cfg.quant.method == "glvq";
+  BitsCarry bits(ctx.cfg.quant.bits);
   for (int l = 0; l < kNumLinears; ++l) {
     throw_if_preempted("learn (between layers)");  // the block's file is written only once all are done
     const Linear lin = static_cast<Linear>(l);
     const std::string name = linear_tensor_name(b, lin);
     const at::Tensor& H = stats->H[static_cast<int>(tap_of(lin))];
-    QuantizedLinear ql = quantizer.quantize(fp[lin], H.to(ctx.device), name);
+    const double target = carry ? bits.next(fp[lin].numel()) : ctx.cfg.quant.bits;
+    std::unique_ptr<Quantizer> retargeted;
+    if (target != ctx.cfg.quant.bits) {
+      QuantConfig qc = ctx.cfg.quant;
+      qc.bits = target;
+      retargeted = make_quantizer(qc, ctx.cfg.seed);
+      log_info("learn: {} at {:.4f} code bits (quant.bits {} over the block so far: {:.4f})", name, target,
+               ctx.cfg.quant.bits, bits.average());
+    }
+    QuantizedLinear ql = (retargeted ? *retargeted : quantizer).quantize(fp[lin], H.to(ctx.device), name);
+    if (carry) bits.spent(fp[lin].numel(), count_bits(ql).codes);
     const double ref = layer_loss(fp[lin], at::zeros_like(fp[lin]), H.to(fp[lin].device()));
     losses[name] = {{"loss", ql.loss}, {"loss_init", ql.loss_init}, {"seconds", ql.seconds},
                     {"rel_loss", ql.loss / std::max(1e-30, ref)}};

@@ -3,6 +3,7 @@
 // salience it beats uniform widths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -11,6 +12,7 @@
 #include "common/error.h"
 #include "quant/glvq.h"
 #include "quant/glvq_bit_alloc.h"
+#include "quant/glvq_bits_carry.h"
 
 namespace glvq {
 namespace {
@@ -141,6 +143,69 @@ TEST(GlvqBitAlloc, BeatsUniformOnALayerWithVaryingSalience) {
   const QuantizedLinear frac = glvq_quantize_layer(W, H, "layer", o);
   EXPECT_EQ(frac.arrays.at("bits").to(at::kLong).sum().item<int64_t>(), 20);
   EXPECT_LT(frac.loss, sal.loss);
+}
+
+// A block's layers (tiny-llama's shapes, and a 70B block's) quantized one after another at a
+// fractional target with B groups per layer, each layer's widths from glvq_allocate_bits.
+struct BlockRun {
+  double average = 0;
+  double worst_layer_low = 99, worst_layer_high = 0;  // the layers' own averages
+};
+BlockRun run_block(double N, int64_t B, bool carry, const std::vector<int64_t>& weights) {
+  BitsCarry c(N);
+  BlockRun r;
+  for (size_t l = 0; l < weights.size(); ++l) {
+    const double t = carry ? c.next(weights[l]) : N;
+    const std::vector<double> sal = random_salience(B, 100 + l);
+    const std::vector<int> w = glvq_allocate_bits(t, sal, false, nullptr);
+    const double avg = std::accumulate(w.begin(), w.end(), 0.0) / double(B);
+    r.worst_layer_low = std::min(r.worst_layer_low, avg);
+    r.worst_layer_high = std::max(r.worst_layer_high, avg);
+    c.spent(weights[l], avg);
+  }
+  r.average = c.average();
+  return r;
+}
+
+TEST(GlvqBitsCarry, FractionalTargetsAverageOverTheBlockWithinHalfTheLargestLayer) {
+  const std::vector<std::vector<int64_t>> blocks = {
+      {384 * 384, 128 * 384, 128 * 384, 384 * 384, 1024 * 384, 1024 * 384, 384 * 1024},  // tiny-llama
+      {8192L * 8192, 1024L * 8192, 1024L * 8192, 8192L * 8192, 28672L * 8192, 28672L * 8192,
+       8192L * 28672}};  // Llama-2-70B (GQA 64/8)
+  for (const auto& weights : blocks) {
+    const double total = double(std::accumulate(weights.begin(), weights.end(), int64_t(0)));
+    const double largest = double(*std::max_element(weights.begin(), weights.end()));
+    for (double N : {2.25, 2.5, 2.75, 3.4}) {
+      for (int64_t B : {1, 3, 64}) {
+        const BlockRun with = run_block(N, B, true, weights);
+        // Error diffusion: a layer that is not clamped leaves at most its own rounding of group
+        // counts (1/(2B) bits over its weights) behind; a clamped one only shrinks the excess.
+        EXPECT_LE(std::abs(with.average - N), 0.5 * largest / (double(B) * total) + 1e-12)
+            << "N " << N << " B " << B << " layers " << weights.size();
+        EXPECT_GE(with.worst_layer_low, std::floor(N));
+        EXPECT_LE(with.worst_layer_high, std::ceil(N));
+        const BlockRun without = run_block(N, B, false, weights);
+        if (B == 1) {  // one group per layer: every layer rounds the same way
+          EXPECT_EQ(without.average, std::round(N)) << N;
+          EXPECT_LT(std::abs(with.average - N), std::abs(without.average - N)) << N;
+        }
+      }
+    }
+  }
+}
+
+TEST(GlvqBitsCarry, IntegerTargetsAreLeftAlone) {
+  BitsCarry c(2.0);
+  EXPECT_EQ(c.next(1000), 2.0);
+  c.spent(1000, 2.25);  // a layer that ended above (a narrow tail, say) changes nothing
+  EXPECT_EQ(c.next(50), 2.0);
+  BitsCarry f(2.5);
+  EXPECT_EQ(f.next(10), 2.5);
+  f.spent(10, 3.0);
+  EXPECT_DOUBLE_EQ(f.next(10), 2.0);  // back to 2.5 over the two layers
+  f.spent(10, 2.0);
+  EXPECT_DOUBLE_EQ(f.average(), 2.5);
+  EXPECT_DOUBLE_EQ(f.next(30), 2.5);
 }
 
 }  // namespace
