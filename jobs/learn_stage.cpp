@@ -22,8 +22,8 @@
 #include <c10/core/GradMode.h>
 
 #include <chrono>
-#include <memory>
 #include <cstdio>
+#include <memory>
 
 namespace glvq {
 namespace {
@@ -118,15 +118,15 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
     save_block_stats(spath, *stats, prov);
   }
   std::map<std::string, QuantizedLinear> layers;
-  // GLVQ's fractional targets: each layer asks for what brings the block back to quant.bits.
-  const bool carry = ctx.cfg.quant.method == "glvq";
+  // Fractional targets (GLVQ's; RTN and GPTQ take integers, which the carry leaves alone):
+  // each layer asks for what brings the block back to quant.bits.
   BitsCarry bits(ctx.cfg.quant.bits);
   for (int l = 0; l < kNumLinears; ++l) {
     throw_if_preempted("learn (between layers)");  // the block's file is written only once all are done
     const Linear lin = static_cast<Linear>(l);
     const std::string name = linear_tensor_name(b, lin);
     const at::Tensor& H = stats->H[static_cast<int>(tap_of(lin))];
-    const double target = carry ? bits.next(fp[lin].numel()) : ctx.cfg.quant.bits;
+    const double target = bits.next(fp[lin].numel());
     std::unique_ptr<Quantizer> retargeted;
     if (target != ctx.cfg.quant.bits) {
       QuantConfig qc = ctx.cfg.quant;
@@ -136,7 +136,7 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
                ctx.cfg.quant.bits, bits.average());
     }
     QuantizedLinear ql = (retargeted ? *retargeted : quantizer).quantize(fp[lin], H.to(ctx.device), name);
-    if (carry) bits.spent(fp[lin].numel(), count_bits(ql).codes);
+    bits.spent(fp[lin].numel(), count_bits(ql).codes);
     const double ref = layer_loss(fp[lin], at::zeros_like(fp[lin]), H.to(fp[lin].device()));
     losses[name] = {{"loss", ql.loss}, {"loss_init", ql.loss_init}, {"seconds", ql.seconds},
                     {"rel_loss", ql.loss / std::max(1e-30, ref)}};

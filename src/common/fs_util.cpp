@@ -1,8 +1,8 @@
 #include "common/fs_util.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>

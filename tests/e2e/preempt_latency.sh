@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Preemption answered within seconds wherever the job is (issue 24): SIGTERM or
-# SIGUSR1 sent at a random point inside a long GLVQ learn (glvq-synth model, hidden 256 by default, one
-# shaped-code layer learning for seconds) ends the job with exit 3 within
-# BOUND_S, at np 1 (the worker alone) and at np 2 (SIGTERM to every rank, as
-# srun sends it; SIGUSR1 to mpirun and to the ranks it started, as the batch
-# script does: Open MPI 4.1.6 does not forward it; SIGTERM to rank 1 alone, whose neighbour may be blocked in a wait). The
-# rank that noticed says where (a loop inside the block, not a boundary); no
+# SIGUSR1 sent at a random point inside a long GLVQ learn (glvq-synth model,
+# hidden 256 by default, one shaped-code layer learning for seconds) ends the job
+# with exit 3 within BOUND_S, at np 1 (the worker alone) and at np 2 (SIGTERM to
+# every rank, as srun sends it; SIGUSR1 to mpirun and to the ranks it started, as
+# the batch script does: Open MPI 4.1.6 does not forward it; SIGTERM to rank 1
+# alone, whose neighbour may be blocked in a wait). The rank that noticed says where (a loop inside the block, not a boundary); no
 # temporary file is left; --resume then completes to a checkpoint equal to the
 # uninterrupted run's (same_checkpoint), without relearning a damaged block.
 # The same inside validate. Unlike faults.sh the signal times are random (the

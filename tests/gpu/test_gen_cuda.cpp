@@ -59,22 +59,17 @@ void print_mapping(uintptr_t pc) {
 
 void print_crash(int sig, siginfo_t* info, [[maybe_unused]] void* uc) {
   const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
-  uintptr_t pc = 0;
-#if defined(__x86_64__)
-  pc = static_cast<uintptr_t>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RIP]);
-#endif
   std::fprintf(stderr, "[gen-test] signal %d at %.2fs, thread %d (%s), fault address %p\n", sig, since_start(), tid,
                tid == kMainTid ? "the main thread" : "not the main thread", info->si_addr);
-  if (pc) {
-    print_mapping(pc);
-  } else {
 #if defined(__x86_64__)
-    // A call through a null pointer: the caller's return address is on top of the stack.
-    const auto sp = static_cast<uintptr_t>(static_cast<ucontext_t*>(uc)->uc_mcontext.gregs[REG_RSP]);
+  const auto& regs = static_cast<ucontext_t*>(uc)->uc_mcontext.gregs;
+  uintptr_t pc = static_cast<uintptr_t>(regs[REG_RIP]);
+  if (pc == 0) {  // a call through a null pointer: the caller's return address is on top of the stack
     std::fprintf(stderr, "[gen-test] pc 0 (a call through a null pointer); its caller:\n");
-    print_mapping(*reinterpret_cast<const uintptr_t*>(sp));
-#endif
+    pc = *reinterpret_cast<const uintptr_t*>(regs[REG_RSP]);
   }
+  print_mapping(pc);
+#endif
   void* f[64];
   const int n = ::backtrace(f, 64);
   ::backtrace_symbols_fd(f, n, 2);
