@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
           };
           if (profile) {
             for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{}, 1)(i);
-            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{0, 64, 2, true}, 1)(i);
+            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{0, 64, 2, true, 0, false}, 1)(i);  // v3, for ncu side by side
             CUDA_CHECK(cudaStreamSynchronize(C.st));
             CUDA_CHECK(cudaFree(wsb));
             continue;
@@ -235,18 +235,22 @@ int main(int argc, char** argv) {
           print_row(shape, b, d, "mma default [stream]", 1, t_def.first, mma_bytes, t16.first);
           print_row(shape, b, d, "mma default [graph]", 1, t_def.second, mma_bytes, t16.second);
           if (!C.quick) {
-            double best = 1e30;
-            std::string best_name;
-            for (int wps : {32, 64})
-              for (int un : {1, 2})
-                for (bool pdl : {false, true}) {
-                  const double t = graph_us(C, mma_call(GlvqGemvTuning{0, wps, un, pdl}, 1), iters);
-                  if (t > 0 && t < best) {
-                    best = t;
-                    best_name = "wps " + std::to_string(wps) + " u" + std::to_string(un) + (pdl ? " pdl" : "");
-                  }
-                }
-            print_row(shape, b, d, "mma best: " + best_name + " [graph]", 1, best, mma_bytes, t16.second);
+            // the kernels side by side (same run, graph timing): register or pipelined
+            // (stages), codes as subnormals or with the 1024 offset (v3: the previous default)
+            struct Variant {
+              const char* name;
+              GlvqGemvTuning t;
+            };
+            const Variant vs[] = {{"reg u2 offset (v3)", {0, 64, 2, true, 0, false}},
+                                  {"reg u2 subnormal", {0, 64, 2, true, 0, true}},
+                                  {"reg u1 subnormal", {0, 64, 1, true, 0, true}},
+                                  {"reg u2 subnormal nopdl", {0, 64, 2, false, 0, true}},
+                                  {"pipe s4 subnormal", {0, 64, 2, true, 4, true}},
+                                  {"pipe s8 offset", {0, 64, 2, true, 8, false}},
+                                  {"pipe s8 subnormal", {0, 64, 2, true, 8, true}}};
+            for (const Variant& v : vs)
+              print_row(shape, b, d, std::string(v.name) + " [graph]", 1, graph_us(C, mma_call(v.t, 1), iters),
+                        mma_bytes, t16.second);
           }
           // straightforward kernel, checkpoint layout, mu = 0 and mu = 255
           const int nit = C.quick ? 3 : 10;
@@ -278,6 +282,9 @@ int main(int argc, char** argv) {
               print_row(shape, 16, 0, "cuBLAS fp16 GemmEx [graph]", batch, tb16, w16 + iob, tb16);
               const double tb = graph_us(C, mma_call(GlvqGemvTuning{}, batch), iters);
               print_row(shape, b, d, "mma default [graph]", batch, tb, double(B.packed.size()) + iob + B.param_bytes(),
+                        tb16);
+              const double t3 = graph_us(C, mma_call(GlvqGemvTuning{0, 64, 2, true, 0, false}, batch), iters);
+              print_row(shape, b, d, "reg u2 offset (v3) [graph]", batch, t3, double(B.packed.size()) + iob + B.param_bytes(),
                         tb16);
             }
           }

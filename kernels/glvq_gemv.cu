@@ -4,6 +4,7 @@
 
 #include "glvq_device.cuh"
 #include "glvq_gemv.cuh"
+#include "glvq_gemv_mma.cuh"
 
 namespace glvq {
 namespace {
@@ -170,208 +171,33 @@ __global__ void __launch_bounds__(kXformThreads) xform_kernel(const __half* __re
   }
 }
 
-// mma path, step 2: one warp per (16-row tile, K split); tensor cores on fp16 codes.
-constexpr int kMmaWarps = 4;
-constexpr int kMmaThreads = kMmaWarps * 32;
+using mma_gemv::kThreads;
+using mma_gemv::kWarps;
 
-struct MmaArgs {
-  const uint8_t* packed;
-  const int64_t* coff;
-  const uint8_t* cbits;
-  int64_t row_tiles, row_tile_bytes, out, out_pad, in;
-  int chunks, chunks_per_split, splits, groups, batch;
-  const __half* xt;
-  const float* psum;
-  float* yacc;
-  int* counters;
-  __half* y;
-  int64_t ldy;
-};
-
-/// U consecutive chunks of bit width B (U*W*128 contiguous bytes at cp): load every word
-/// first (U*W/4 16-byte loads per lane in flight), then unpack and multiply.
-template <int B, int KT, int NB, int U>
-__device__ __forceinline__ void mma_chunks(const uint8_t* __restrict__ cp, const __half* __restrict__ x0,
-                                           const __half* __restrict__ x1, int lane, float (&acc)[NB][4]) {
-  constexpr int S = mma::slots(B);
-  constexpr int W = mma::words(B, KT);
-  constexpr uint32_t kMask = ((1u << B) - 1u) * 0x00010001u;
-  // fp16 bits of 1024 + 2^(B-1) in both halves: (0x6400 | uz) - that = z exactly
-  constexpr uint32_t kOff = (0x6400u + (1u << (B - 1))) * 0x00010001u;
-  uint32_t w[U][W];
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const uint8_t* p = cp + u * W * 128;
-#pragma unroll
-    for (int q = 0; q < W / 4; ++q) {
-      const uint4 v = __ldcs(reinterpret_cast<const uint4*>(p + q * 512) + lane);
-      w[u][4 * q + 0] = v.x;
-      w[u][4 * q + 1] = v.y;
-      w[u][4 * q + 2] = v.z;
-      w[u][4 * q + 3] = v.w;
-    }
-    if constexpr (W % 4 >= 2) {
-      const uint2 v = __ldcs(reinterpret_cast<const uint2*>(p + (W / 4) * 512) + lane);
-      w[u][(W / 4) * 4 + 0] = v.x;
-      w[u][(W / 4) * 4 + 1] = v.y;
-    }
-    if constexpr (W % 2 == 1) {
-      w[u][W - 1] = __ldcs(reinterpret_cast<const unsigned int*>(p + (W / 4) * 512 + (W % 4 >= 2 ? 256 : 0)) + lane);
-    }
-  }
-  uint2 xb[U][KT][NB];
-#pragma unroll
-  for (int u = 0; u < U; ++u)
-#pragma unroll
-    for (int kt = 0; kt < KT; ++kt) {
-      xb[u][kt][0] = __ldg(reinterpret_cast<const uint2*>(x0 + (u * KT + kt) * 16));
-      if constexpr (NB == 2) xb[u][kt][1] = __ldg(reinterpret_cast<const uint2*>(x1 + (u * KT + kt) * 16));
-    }
-#pragma unroll
-  for (int u = 0; u < U; ++u)
-#pragma unroll
-    for (int kt = 0; kt < KT; ++kt) {
-      uint32_t a[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = 4 * kt + i;
-        a[i] = dev::hsub2_bits(dev::and_or(w[u][r / S] >> (B * (r % S)), kMask, 0x64006400u), kOff);
-      }
-#pragma unroll
-      for (int nb = 0; nb < NB; ++nb) dev::mma_16816(acc[nb], a[0], a[1], a[2], a[3], xb[u][kt][nb].x, xb[u][kt][nb].y);
-    }
-}
-
-template <int KT, int NB, int U>
-__device__ __forceinline__ void mma_dispatch(int b, const uint8_t* cp, const __half* x0, const __half* x1, int lane,
-                                             float (&acc)[NB][4]) {
-  switch (b) {
-    case 1: mma_chunks<1, KT, NB, U>(cp, x0, x1, lane, acc); break;
-    case 2: mma_chunks<2, KT, NB, U>(cp, x0, x1, lane, acc); break;
-    case 3: mma_chunks<3, KT, NB, U>(cp, x0, x1, lane, acc); break;
-    case 4: mma_chunks<4, KT, NB, U>(cp, x0, x1, lane, acc); break;
-    case 5: mma_chunks<5, KT, NB, U>(cp, x0, x1, lane, acc); break;
-    case 6: mma_chunks<6, KT, NB, U>(cp, x0, x1, lane, acc); break;
-    case 7: mma_chunks<7, KT, NB, U>(cp, x0, x1, lane, acc); break;
-    default: mma_chunks<8, KT, NB, U>(cp, x0, x1, lane, acc); break;
-  }
-}
-
-template <int KT, int NB, int MAXU>
-__global__ void __launch_bounds__(kMmaThreads) gemv_mma_kernel(MmaArgs a) {
-  const int lane = threadIdx.x & 31;
-  const int64_t mt = int64_t(blockIdx.x) * kMmaWarps + (threadIdx.x >> 5);
-  if (mt >= a.row_tiles) return;
-  const int c0 = blockIdx.y * a.chunks_per_split;
-  const int c1 = min(a.chunks, c0 + a.chunks_per_split);
-  const int gid = lane >> 2, t4 = lane & 3;
-  const int n0 = min(gid, a.batch - 1), n1 = min(gid + 8, a.batch - 1);
-  float acc[NB][4];
-#pragma unroll
-  for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[nb][j] = 0.0f;
-  const uint8_t* tile = a.packed + mt * a.row_tile_bytes;
-  const __half* x0 = a.xt + int64_t(n0) * a.in + 4 * t4;
-  const __half* x1 = a.xt + int64_t(n1) * a.in + 4 * t4;
-  {
-    // codes do not depend on the activation transform: pull the first two chunks into L2
-    // while it may still run (programmatic dependent launch), then wait for xt and psum
-    const int64_t lo = __ldg(a.coff + c0), hi = __ldg(a.coff + min(c0 + 2, c1));
-    for (int64_t o = lo + lane * 128; o < hi; o += 32 * 128)
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(tile + o));
-    dev::pdl_wait();
-  }
-  for (int c = c0; c < c1;) {
-    const int b = __ldg(a.cbits + c);
-    const int64_t xo = int64_t(c) * 16 * KT;
-    const uint8_t* cp = tile + __ldg(a.coff + c);
-    if (MAXU >= 2 && c + 1 < c1 && __ldg(a.cbits + c + 1) == b) {
-      mma_dispatch<KT, NB, 2>(b, cp, x0 + xo, x1 + xo, lane, acc);
-      c += 2;
-    } else {
-      mma_dispatch<KT, NB, 1>(b, cp, x0 + xo, x1 + xo, lane, acc);
-      c += 1;
-    }
-  }
-  // this lane holds rows gid, gid+8 of the tile and batch columns 2 t4 + {0,1} (+8 nb)
-  const int64_t rbase = mt * 16 + gid;
-  if (a.splits > 1) {
-#pragma unroll
-    for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int n = nb * 8 + 2 * t4 + (j & 1);
-        if (n < a.batch) atomicAdd(&a.yacc[n * a.out_pad + rbase + (j >> 1) * 8], acc[nb][j]);
-      }
-    __threadfence();
-    __syncwarp();
-    int last = 0;
-    if (lane == 0) last = atomicAdd(&a.counters[mt], 1) == a.splits - 1;
-    last = __shfl_sync(0xffffffffu, last, 0);
-    if (!last) return;
-    __threadfence();
-#pragma unroll
-    for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int n = nb * 8 + 2 * t4 + (j & 1);
-        if (n < a.batch) {
-          float* p = &a.yacc[n * a.out_pad + rbase + (j >> 1) * 8];
-          acc[nb][j] = __ldcg(p);
-          *p = 0.0f;
-        }
-      }
-    if (lane == 0) a.counters[mt] = 0;
-  }
-  // + 1/2 sum_c xt[n, c]: the half of t = z + 1/2
-  float cst[NB][2];
-#pragma unroll
-  for (int nb = 0; nb < NB; ++nb) cst[nb][0] = cst[nb][1] = 0.0f;
-  for (int n = 0; n < a.batch; ++n) {
-    float s = 0.0f;
-    for (int g = lane; g < a.groups; g += 32) s += __ldg(a.psum + int64_t(n) * a.groups + g);
-    s = 0.5f * dev::warp_sum(s);
-#pragma unroll
-    for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-      for (int q = 0; q < 2; ++q)
-        if (nb * 8 + 2 * t4 + q == n) cst[nb][q] = s;
-  }
-#pragma unroll
-  for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int n = nb * 8 + 2 * t4 + (j & 1);
-      const int64_t row = rbase + (j >> 1) * 8;
-      if (n < a.batch && row < a.out) a.y[n * a.ldy + row] = __float2half_rn(acc[nb][j] + cst[nb][j & 1]);
-    }
-}
-
-/// Resident blocks per multiprocessor of `kernel`, cached in `cache` (one per device).
+/// Resident blocks per multiprocessor of `kernel` with `smem` dynamic shared bytes,
+/// cached in `cache` (one entry per device; a cache serves one kernel and one smem).
 template <typename K>
-int blocks_per_sm(K kernel, int (&cache)[16]) {
+int blocks_per_sm(K kernel, size_t smem, int (&cache)[16]) {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) dev = 0;
   int& nb = cache[dev];
-  if (nb == 0 && (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kMmaThreads, 0) != cudaSuccess || nb < 1))
+  if (nb == 0 && (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kThreads, smem) != cudaSuccess || nb < 1))
     nb = 1;
   return nb;
 }
 
-template <int KT, int NB>
-cudaError_t launch_mma_kt(MmaArgs a, const GlvqGemvTuning& tune, cudaStream_t stream) {
-  auto kernel = tune.unroll >= 2 ? gemv_mma_kernel<KT, NB, 2> : gemv_mma_kernel<KT, NB, 1>;
-  const int64_t row_blocks = (a.row_tiles + kMmaWarps - 1) / kMmaWarps;
+/// Launches `kernel` on (row blocks x K splits) with `smem` dynamic shared bytes; with
+/// tune.splits == 0, as many K splits as fit in one wave of `per_sm` resident blocks per
+/// multiprocessor: a partial second wave would run at low occupancy (the kernels are
+/// latency-bound), and more splits only add split-K reduction work.
+template <typename K, typename... P>
+cudaError_t launch_split(K kernel, int per_sm, size_t smem, mma_gemv::Args a, const GlvqGemvTuning& tune,
+                         cudaStream_t stream, P... extra) {
+  const int64_t row_blocks = (a.row_tiles + kWarps - 1) / kWarps;
   int splits = tune.splits;
   if (splits <= 0) {
-    // As many K splits as fit in one wave of resident blocks: a partial second wave
-    // would run at low occupancy (the kernel is latency-bound), and more splits only
-    // add split-K reduction work.
     static const int sms = sm_count();
-    static int occ[2][16] = {};  // per instantiation <KT, NB> (this function), per unroll, per device
-    const int per_sm = std::min(blocks_per_sm(kernel, occ[tune.unroll >= 2 ? 1 : 0]),
-                                std::max(1, tune.warps_per_sm / kMmaWarps));
+    per_sm = std::min(per_sm, std::max(1, tune.warps_per_sm / kWarps));
     splits = int(std::max<int64_t>(1, int64_t(per_sm) * sms / row_blocks));
     splits = std::min(splits, std::max(1, a.chunks / 2));  // a warp with one chunk cannot pair loads
   }
@@ -380,24 +206,57 @@ cudaError_t launch_mma_kt(MmaArgs a, const GlvqGemvTuning& tune, cudaStream_t st
   a.splits = (a.chunks + a.chunks_per_split - 1) / a.chunks_per_split;  // no empty split
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned(row_blocks), unsigned(a.splits));
-  cfg.blockDim = dim3(kMmaThreads);
-  cfg.dynamicSmemBytes = 0;
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = tune.pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, a);
+  return cudaLaunchKernelEx(&cfg, kernel, a, extra...);
+}
+
+template <int KT, int NB>
+cudaError_t launch_reg(const mma_gemv::Args& a, const GlvqGemvTuning& tune, cudaStream_t stream) {
+  auto kernel = tune.unroll >= 2 ? (tune.subnormal ? mma_gemv::gemv_reg_kernel<KT, NB, 2, true>
+                                                  : mma_gemv::gemv_reg_kernel<KT, NB, 2, false>)
+                                 : (tune.subnormal ? mma_gemv::gemv_reg_kernel<KT, NB, 1, true>
+                                                  : mma_gemv::gemv_reg_kernel<KT, NB, 1, false>);
+  static int occ[2][2][16] = {};  // per instantiation <KT, NB>, per unroll, per code form, per device
+  const int per_sm = blocks_per_sm(kernel, 0, occ[tune.unroll >= 2 ? 1 : 0][tune.subnormal ? 1 : 0]);
+  return launch_split(kernel, per_sm, 0, a, tune, stream);
+}
+
+template <int KT, int NB, int STAGES, bool SUB>
+cudaError_t launch_pipe(const mma_gemv::Args& a, int slot, const GlvqGemvTuning& tune, cudaStream_t stream) {
+  auto kernel = mma_gemv::gemv_pipe_kernel<KT, NB, STAGES, SUB>;
+  const size_t smem = size_t(kWarps) * STAGES * slot;
+  static int occ[17][16] = {};  // per instantiation, per slot / 128 (1..16), per device
+  const int per_sm = blocks_per_sm(kernel, smem, occ[std::min(slot / 128, 16)]);
+  return launch_split(kernel, per_sm, smem, a, tune, stream, slot);
+}
+
+template <int KT, int NB>
+cudaError_t launch_mma_kt(const mma_gemv::Args& a, int slot, const GlvqGemvTuning& tune, cudaStream_t stream) {
+  if (tune.stages < 2 || slot <= 0) return launch_reg<KT, NB>(a, tune, stream);
+  // 8 stages while 4 warps' rings stay within the default 48 KB of shared memory
+  // (2-bit chunks of 8 tiles: 512 bytes, 16 KB a block); else 4 (at most 32 KB)
+  const bool eight = tune.stages >= 8 && size_t(kWarps) * 8 * slot <= 48 * 1024;
+  if (eight)
+    return tune.subnormal ? launch_pipe<KT, NB, 8, true>(a, slot, tune, stream)
+                          : launch_pipe<KT, NB, 8, false>(a, slot, tune, stream);
+  return tune.subnormal ? launch_pipe<KT, NB, 4, true>(a, slot, tune, stream)
+                        : launch_pipe<KT, NB, 4, false>(a, slot, tune, stream);
 }
 
 template <int NB>
-cudaError_t launch_mma(const MmaArgs& a, int kt, const GlvqGemvTuning& tune, cudaStream_t stream) {
+cudaError_t launch_mma(const mma_gemv::Args& a, int kt, int slot, const GlvqGemvTuning& tune, cudaStream_t stream) {
   switch (kt) {
-    case 1: return launch_mma_kt<1, NB>(a, tune, stream);
-    case 2: return launch_mma_kt<2, NB>(a, tune, stream);
-    case 4: return launch_mma_kt<4, NB>(a, tune, stream);
-    case 8: return launch_mma_kt<8, NB>(a, tune, stream);
+    case 1: return launch_mma_kt<1, NB>(a, slot, tune, stream);
+    case 2: return launch_mma_kt<2, NB>(a, slot, tune, stream);
+    case 4: return launch_mma_kt<4, NB>(a, slot, tune, stream);
+    case 8: return launch_mma_kt<8, NB>(a, slot, tune, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -499,6 +358,8 @@ GlvqMmaDevice glvq_mma_device(const GlvqMmaPlan& P, const uint8_t* packed, const
   M.dim = P.dim;
   M.group_size = P.group_size;
   M.kt = P.kt;
+  for (int64_t c = 0; c < P.chunks; ++c)
+    M.max_chunk_bytes = std::max(M.max_chunk_bytes, P.chunk_offsets[c + 1] - P.chunk_offsets[c]);
   return M;
 }
 
@@ -506,7 +367,8 @@ cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams&
                                  __half* y, int64_t ldy, int batch, const GlvqGemvWorkspace& ws,
                                  cudaStream_t stream, const GlvqGemvTuning& tune) {
   if (batch < 1 || batch > ws.max_batch || M.group_size % 16 || M.in % M.group_size || ldx < M.in ||
-      ldy < M.out || M.chunks < 1 || M.chunks > (int64_t(1) << 30) || M.row_tiles > (int64_t(65535) * kMmaWarps))
+      ldy < M.out || M.chunks < 1 || M.chunks > (int64_t(1) << 30) || M.row_tiles > (int64_t(65535) * kWarps) || M.max_chunk_bytes % 128 ||
+      M.max_chunk_bytes > 2048)
     return cudaErrorInvalidValue;
   const int groups = int(M.in / M.group_size);
   if (groups > 65535) return cudaErrorInvalidValue;
@@ -520,10 +382,11 @@ cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams&
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
 
-  MmaArgs a{M.packed, M.chunk_offsets, M.chunk_bits, M.row_tiles, M.row_tile_bytes, M.out, round_up(M.out, 16),
-            M.in,     int(M.chunks),   0,            0,           groups,           batch,  ws.xt,
-            ws.psum,  ws.yacc,         ws.counters,  y,           ldy};
-  return batch <= 8 ? launch_mma<1>(a, M.kt, tune, stream) : launch_mma<2>(a, M.kt, tune, stream);
+  mma_gemv::Args a{M.packed, M.chunk_offsets, M.chunk_bits, M.row_tiles, M.row_tile_bytes, M.out, round_up(M.out, 16),
+                   M.in,     int(M.chunks),   0,            0,           groups,           batch,  ws.xt,
+                   ws.psum,  ws.yacc,         ws.counters,  y,           ldy};
+  const int slot = int(M.max_chunk_bytes);
+  return batch <= 8 ? launch_mma<1>(a, M.kt, slot, tune, stream) : launch_mma<2>(a, M.kt, slot, tune, stream);
 }
 
 }  // namespace glvq

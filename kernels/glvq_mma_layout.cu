@@ -84,7 +84,7 @@ void glvq_mma_repack(const GlvqMmaPlan& P, const uint8_t* bits, const uint8_t* c
     }
     uint8_t* tile = packed + mt * P.row_tile_bytes;
     for (int64_t c = 0; c < P.chunks; ++c) {
-      const int b = P.chunk_bits[c], S = mma::slots(b), W = mma::words(b, P.kt);
+      const int b = P.chunk_bits[c], W = mma::words(b, P.kt);
       uint8_t* blk = tile + P.chunk_offsets[c];
       for (int lane = 0; lane < 32; ++lane) {
         lane_words.assign(W, 0u);
@@ -93,8 +93,8 @@ void glvq_mma_repack(const GlvqMmaPlan& P, const uint8_t* bits, const uint8_t* c
           const int row = mma::frag_row(lane, i);
           const int64_t col = c * 16 * P.kt + j * 16 + mma::frag_col(lane, i);
           const uint32_t lo = uz[size_t(row) * P.in + col], hi = uz[size_t(row) * P.in + col + 1];
-          const int slot = r % S;
-          lane_words[r / S] |= (lo << (b * slot)) | (hi << (16 + b * slot));
+          const int slot = mma::reg_slot(b, r);
+          lane_words[mma::reg_word(b, r)] |= (lo << (b * slot)) | (hi << (16 + b * slot));
         }
         for (int w = 0; w < W; ++w) {
           const uint32_t v = lane_words[w];

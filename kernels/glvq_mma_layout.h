@@ -15,8 +15,19 @@
 /// one bit width b). For row tile mt and chunk c the 32 lanes of a warp hold the
 /// chunk's A fragments: lane l, register r = 4*j + i (j = 16-column tile of the chunk,
 /// i = 0..3) holds the two codes of rows/columns frag_row(l, i), frag_col(l, i) + {0, 1}
-/// of tile j; register r lives in lane word r / slots(b), at bits b*(r % slots(b))
-/// (first column) and 16 + b*(r % slots(b)) (second column), as unsigned z + 2^(b-1).
+/// of tile j; register r lives in lane word reg_word(b, r), at bits b*reg_slot(b, r)
+/// (first column) and 16 + b*reg_slot(b, r) (second column), as unsigned z + 2^(b-1).
+///
+/// Why the slots are placed so (layout 2): an fp16 whose bits are just a field inside
+/// the mantissa (bits 0..9) is the subnormal field * 2^-24, so a register is made by one
+/// AND when its field already sits there. With slots(b) even ("paired" widths 1, 2, 4,
+/// 6, 7, 8) a tile's four registers are placed at one field position b*cls in the low
+/// bits of a word or of that word shifted right by b*classes(b)*v: one shift per word
+/// and variant, then one AND per register, and the tile's HMMA result is 2^(b*cls) too
+/// large, which the kernel divides out per class. Word 2q + (i >> 1) of a pair holds
+/// the column halves; the two row halves (i & 1) take two variants of the same class.
+/// Odd slots(b) (3 and 5 bits) keep the sequential order (word r / S, slot r % S), one
+/// shift and one AND per register.
 /// A lane has words(b, kt) words; word j of lane l sits at byte word_offset(j, W, l) of
 /// the chunk's block (W * 128 bytes, so a warp reads 512-, 256- or 128-byte runs).
 /// Blocks are ordered [row tile][chunk]: block (mt, c) starts at
@@ -32,8 +43,31 @@ namespace mma {
 
 /// Codes per 16-bit half of a word.
 GLVQ_HD constexpr int slots(int b) { return 16 / b; }
+/// Whether width b uses the paired placement (even slots).
+GLVQ_HD constexpr bool paired(int b) { return slots(b) % 2 == 0; }
+/// Field positions (b*cls, cls < classes) that a paired width's registers are brought to;
+/// b * classes(b) <= 8 keeps every field inside the fp16 mantissa.
+GLVQ_HD constexpr int classes(int b) { return !paired(b) ? 1 : b <= 2 ? 4 : b <= 4 ? 2 : 1; }
+/// Tiles per word pair of a paired width.
+GLVQ_HD constexpr int pair_tiles(int b) { return slots(b) / 2; }
 /// 32-bit words per lane for one chunk of kt 16-column tiles.
-GLVQ_HD constexpr int words(int b, int kt) { return (4 * kt + slots(b) - 1) / slots(b); }
+GLVQ_HD constexpr int words(int b, int kt) {
+  return paired(b) ? 2 * ((kt + pair_tiles(b) - 1) / pair_tiles(b)) : (4 * kt + slots(b) - 1) / slots(b);
+}
+/// Word (of the lane's words) holding register r = 4*j + i.
+GLVQ_HD constexpr int reg_word(int b, int r) {
+  return paired(b) ? 2 * ((r / 4) / pair_tiles(b)) + ((r % 4) >> 1) : r / slots(b);
+}
+/// Class of tile j of a chunk: its registers' fields sit at bit b*tile_class(b, j) after
+/// the shift, so its HMMA result carries the factor 2^(b*tile_class).
+GLVQ_HD constexpr int tile_class(int b, int j) { return paired(b) ? (j % pair_tiles(b)) % classes(b) : 0; }
+/// Slot (field at bits b*slot and 16 + b*slot) of register r = 4*j + i.
+GLVQ_HD constexpr int reg_slot(int b, int r) {
+  return paired(b) ? classes(b) * (2 * (((r / 4) % pair_tiles(b)) / classes(b)) + (r % 4 & 1)) + tile_class(b, r / 4)
+                   : r % slots(b);
+}
+/// Right shift that brings the field of `slot` to bit b*class (paired) or to bit 0 (odd).
+GLVQ_HD constexpr int slot_shift(int b, int slot) { return paired(b) ? b * classes(b) * (slot / classes(b)) : b * slot; }
 /// Byte offset of word j of lane `lane` inside a chunk block of W words per lane.
 GLVQ_HD int word_offset(int j, int W, int lane) {
   const int W4 = W & ~3;

@@ -166,14 +166,14 @@ inline std::vector<float> emulate_unpack(const GlvqMmaPlan& P, const std::vector
   std::vector<float> z(size_t(out_pad) * P.in, NAN);
   for (int64_t mt = 0; mt < P.row_tiles; ++mt)
     for (int64_t c = 0; c < P.chunks; ++c) {
-      const int b = P.chunk_bits[c], S = mma::slots(b), W = mma::words(b, P.kt);
+      const int b = P.chunk_bits[c], W = mma::words(b, P.kt);
       const uint8_t* blk = packed.data() + mt * P.row_tile_bytes + P.chunk_offsets[c];
       for (int lane = 0; lane < 32; ++lane) {
         std::vector<uint32_t> w(W);
         for (int j = 0; j < W; ++j) std::memcpy(&w[j], blk + mma::word_offset(j, W, lane), 4);
         for (int r = 0; r < 4 * P.kt; ++r) {
           const uint32_t mask = ((1u << b) - 1u) * 0x00010001u;
-          const uint32_t v = ((w[r / S] >> (b * (r % S))) & mask) | 0x64006400u;
+          const uint32_t v = ((w[mma::reg_word(b, r)] >> (b * mma::reg_slot(b, r))) & mask) | 0x64006400u;
           const float off = 1024.0f + float(1 << (b - 1));
           // A fragment of m16n8k16 (PTX ISA): reg i holds row gid (+8 if i odd), cols 2 t4 (+8 if i >= 2)
           const int gid = lane >> 2, t4 = lane & 3, i = r % 4;

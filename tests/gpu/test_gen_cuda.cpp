@@ -178,7 +178,8 @@ TEST(GenCuda, IncoherenceKernelMatchesReference) {
 #else
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
   const at::Device gpu(at::kCUDA, 0);
-  for (int64_t n : {96, 384, 1024, 11008, 28672}) {  // m = 3, 3, 1, 43, 7
+  // m = 3, 3, 1, 43, 7; 6 and 50 (m = 3, 25) take the scalar path (n % 4 != 0)
+  for (int64_t n : {96, 384, 1024, 11008, 28672, 6, 50}) {
     for (bool transpose : {false, true}) {
       at::manual_seed(n);
       const at::Tensor x = at::randn({5, n}).to(at::kHalf);

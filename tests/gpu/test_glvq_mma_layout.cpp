@@ -26,6 +26,31 @@ TEST(GlvqMmaLayout, WordOffsetsTileTheBlock) {
   }
 }
 
+TEST(GlvqMmaLayout, RegisterPlacementIsOneToOneAndClassAligned) {
+  // Every register of a chunk has its own (word, slot); after its word's shift the field
+  // of each register of a tile sits at the tile's class position, inside the fp16
+  // mantissa, so one AND makes the subnormal the kernel feeds the tensor cores.
+  for (int b = 1; b <= 8; ++b)
+    for (int kt : {1, 2, 4, 8}) {
+      SCOPED_TRACE(testing::Message() << "b " << b << " kt " << kt);
+      const int W = mma::words(b, kt), S = mma::slots(b);
+      EXPECT_GE(W * S, 4 * kt);
+      if (kt == 8 || !mma::paired(b)) EXPECT_LE(W, (4 * kt + S - 1) / S + 1);  // at most one word above the minimum
+      std::set<int> seen;
+      for (int r = 0; r < 4 * kt; ++r) {
+        const int w = mma::reg_word(b, r), sl = mma::reg_slot(b, r), j = r / 4, cls = mma::tile_class(b, j);
+        EXPECT_GE(w, 0);
+        EXPECT_LT(w, W);
+        EXPECT_GE(sl, 0);
+        EXPECT_LT(sl, S);
+        EXPECT_TRUE(seen.insert(w * S + sl).second) << "register " << r;
+        EXPECT_EQ(b * sl - mma::slot_shift(b, sl), b * cls) << "register " << r;
+        EXPECT_LE(b * (cls + 1), 10) << "register " << r << " leaves the mantissa";
+        EXPECT_LT(cls, mma::classes(b));
+      }
+    }
+}
+
 TEST(GlvqMmaLayout, FragmentOrderIsAPermutationMatchingTheBFragment) {
   const int64_t in = 64;
   std::vector<float> xt(in);
