@@ -225,7 +225,8 @@ int main(int argc, char** argv) {
           };
           if (profile) {
             for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{}, 1)(i);
-            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{0, 64, 2, true, 0, false}, 1)(i);  // v3, for ncu side by side
+            // v3 (offset codes), for ncu side by side
+            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{0, 64, 2, true, 0, false}, 1)(i);
             CUDA_CHECK(cudaStreamSynchronize(C.st));
             CUDA_CHECK(cudaFree(wsb));
             continue;
@@ -284,8 +285,8 @@ int main(int argc, char** argv) {
               print_row(shape, b, d, "mma default [graph]", batch, tb, double(B.packed.size()) + iob + B.param_bytes(),
                         tb16);
               const double t3 = graph_us(C, mma_call(GlvqGemvTuning{0, 64, 2, true, 0, false}, batch), iters);
-              print_row(shape, b, d, "reg u2 offset (v3) [graph]", batch, t3, double(B.packed.size()) + iob + B.param_bytes(),
-                        tb16);
+              print_row(shape, b, d, "reg u2 offset (v3) [graph]", batch, t3,
+                        double(B.packed.size()) + iob + B.param_bytes(), tb16);
             }
           }
           CUDA_CHECK(cudaFree(wsb));

@@ -367,8 +367,8 @@ cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams&
                                  __half* y, int64_t ldy, int batch, const GlvqGemvWorkspace& ws,
                                  cudaStream_t stream, const GlvqGemvTuning& tune) {
   if (batch < 1 || batch > ws.max_batch || M.group_size % 16 || M.in % M.group_size || ldx < M.in ||
-      ldy < M.out || M.chunks < 1 || M.chunks > (int64_t(1) << 30) || M.row_tiles > (int64_t(65535) * kWarps) || M.max_chunk_bytes % 128 ||
-      M.max_chunk_bytes > 2048)
+      ldy < M.out || M.chunks < 1 || M.chunks > (int64_t(1) << 30) || M.row_tiles > (int64_t(65535) * kWarps) ||
+      M.max_chunk_bytes % 128 || M.max_chunk_bytes > 2048)
     return cudaErrorInvalidValue;
   const int groups = int(M.in / M.group_size);
   if (groups > 65535) return cudaErrorInvalidValue;

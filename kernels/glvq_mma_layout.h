@@ -67,7 +67,9 @@ GLVQ_HD constexpr int reg_slot(int b, int r) {
                    : r % slots(b);
 }
 /// Right shift that brings the field of `slot` to bit b*class (paired) or to bit 0 (odd).
-GLVQ_HD constexpr int slot_shift(int b, int slot) { return paired(b) ? b * classes(b) * (slot / classes(b)) : b * slot; }
+GLVQ_HD constexpr int slot_shift(int b, int slot) {
+  return paired(b) ? b * classes(b) * (slot / classes(b)) : b * slot;
+}
 /// Byte offset of word j of lane `lane` inside a chunk block of W words per lane.
 GLVQ_HD int word_offset(int j, int W, int lane) {
   const int W4 = W & ~3;
