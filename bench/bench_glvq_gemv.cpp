@@ -225,8 +225,8 @@ int main(int argc, char** argv) {
           };
           if (profile) {
             for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{}, 1)(i);
-            // v3 (offset codes), for ncu side by side
-            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{0, 64, 2, true, 0, false}, 1)(i);
+            // offset codes, for ncu side by side
+            for (int i = 0; i < 3; ++i) mma_call(GlvqGemvTuning{0, 64, 2, true, false}, 1)(i);
             CUDA_CHECK(cudaStreamSynchronize(C.st));
             CUDA_CHECK(cudaFree(wsb));
             continue;
@@ -236,19 +236,16 @@ int main(int argc, char** argv) {
           print_row(shape, b, d, "mma default [stream]", 1, t_def.first, mma_bytes, t16.first);
           print_row(shape, b, d, "mma default [graph]", 1, t_def.second, mma_bytes, t16.second);
           if (!C.quick) {
-            // the kernels side by side (same run, graph timing): register or pipelined
-            // (stages), codes as subnormals or with the 1024 offset (v3: the previous default)
+            // the variants side by side (same run, graph timing): codes as subnormals or
+            // with the 1024 offset (as v3 had them), loads of one or two chunks, PDL
             struct Variant {
               const char* name;
               GlvqGemvTuning t;
             };
-            const Variant vs[] = {{"reg u2 offset (v3)", {0, 64, 2, true, 0, false}},
-                                  {"reg u2 subnormal", {0, 64, 2, true, 0, true}},
-                                  {"reg u1 subnormal", {0, 64, 1, true, 0, true}},
-                                  {"reg u2 subnormal nopdl", {0, 64, 2, false, 0, true}},
-                                  {"pipe s4 subnormal", {0, 64, 2, true, 4, true}},
-                                  {"pipe s8 offset", {0, 64, 2, true, 8, false}},
-                                  {"pipe s8 subnormal", {0, 64, 2, true, 8, true}}};
+            const Variant vs[] = {{"u2 offset", {0, 64, 2, true, false}},
+                                  {"u2 subnormal", {0, 64, 2, true, true}},
+                                  {"u1 subnormal", {0, 64, 1, true, true}},
+                                  {"u2 subnormal nopdl", {0, 64, 2, false, true}}};
             for (const Variant& v : vs)
               print_row(shape, b, d, std::string(v.name) + " [graph]", 1, graph_us(C, mma_call(v.t, 1), iters),
                         mma_bytes, t16.second);
@@ -284,8 +281,8 @@ int main(int argc, char** argv) {
               const double tb = graph_us(C, mma_call(GlvqGemvTuning{}, batch), iters);
               print_row(shape, b, d, "mma default [graph]", batch, tb, double(B.packed.size()) + iob + B.param_bytes(),
                         tb16);
-              const double t3 = graph_us(C, mma_call(GlvqGemvTuning{0, 64, 2, true, 0, false}, batch), iters);
-              print_row(shape, b, d, "reg u2 offset (v3) [graph]", batch, t3,
+              const double t3 = graph_us(C, mma_call(GlvqGemvTuning{0, 64, 2, true, false}, batch), iters);
+              print_row(shape, b, d, "u2 offset [graph]", batch, t3,
                         double(B.packed.size()) + iob + B.param_bytes(), tb16);
             }
           }

@@ -109,30 +109,6 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-/// Asynchronous 16-byte copy global -> shared (sm_80+, cached in L2 only: the codes are
-/// read once), grouped by commit and waited for with wait_group<N> (at most N of this
-/// thread's most recent groups still pending). Other lanes see the bytes only after a
-/// __syncwarp() that follows the wait.
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-#else
-  *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-#endif
-}
-
 /// D += A * B for one m16n8k16 tile: A fp16 (4 regs), B fp16 (2 regs), D fp32 (4 regs).
 __device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                           uint32_t b0, uint32_t b1) {

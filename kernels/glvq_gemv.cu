@@ -174,30 +174,33 @@ __global__ void __launch_bounds__(kXformThreads) xform_kernel(const __half* __re
 using mma_gemv::kThreads;
 using mma_gemv::kWarps;
 
-/// Resident blocks per multiprocessor of `kernel` with `smem` dynamic shared bytes,
-/// cached in `cache` (one entry per device; a cache serves one kernel and one smem).
+/// Resident blocks per multiprocessor of `kernel`, cached in `cache` (one entry per device).
 template <typename K>
-int blocks_per_sm(K kernel, size_t smem, int (&cache)[16]) {
+int blocks_per_sm(K kernel, int (&cache)[16]) {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) dev = 0;
   int& nb = cache[dev];
-  if (nb == 0 && (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kThreads, smem) != cudaSuccess || nb < 1))
+  if (nb == 0 && (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kThreads, 0) != cudaSuccess || nb < 1))
     nb = 1;
   return nb;
 }
 
-/// Launches `kernel` on (row blocks x K splits) with `smem` dynamic shared bytes; with
-/// tune.splits == 0, as many K splits as fit in one wave of `per_sm` resident blocks per
-/// multiprocessor: a partial second wave would run at low occupancy (the kernels are
-/// latency-bound), and more splits only add split-K reduction work.
-template <typename K, typename... P>
-cudaError_t launch_split(K kernel, int per_sm, size_t smem, mma_gemv::Args a, const GlvqGemvTuning& tune,
-                         cudaStream_t stream, P... extra) {
+template <int KT, int NB>
+cudaError_t launch_mma_kt(mma_gemv::Args a, const GlvqGemvTuning& tune, cudaStream_t stream) {
+  auto kernel = tune.unroll >= 2 ? (tune.subnormal ? mma_gemv::gemv_reg_kernel<KT, NB, 2, true>
+                                                  : mma_gemv::gemv_reg_kernel<KT, NB, 2, false>)
+                                 : (tune.subnormal ? mma_gemv::gemv_reg_kernel<KT, NB, 1, true>
+                                                  : mma_gemv::gemv_reg_kernel<KT, NB, 1, false>);
   const int64_t row_blocks = (a.row_tiles + kWarps - 1) / kWarps;
   int splits = tune.splits;
   if (splits <= 0) {
+    // As many K splits as fit in one wave of resident blocks: a partial second wave
+    // would run at low occupancy (the kernel is latency-bound), and more splits only
+    // add split-K reduction work.
     static const int sms = sm_count();
-    per_sm = std::min(per_sm, std::max(1, tune.warps_per_sm / kWarps));
+    static int occ[2][2][16] = {};  // per instantiation <KT, NB>, per unroll, per code form, per device
+    const int per_sm = std::min(blocks_per_sm(kernel, occ[tune.unroll >= 2 ? 1 : 0][tune.subnormal ? 1 : 0]),
+                                std::max(1, tune.warps_per_sm / kWarps));
     splits = int(std::max<int64_t>(1, int64_t(per_sm) * sms / row_blocks));
     splits = std::min(splits, std::max(1, a.chunks / 2));  // a warp with one chunk cannot pair loads
   }
@@ -207,56 +210,23 @@ cudaError_t launch_split(K kernel, int per_sm, size_t smem, mma_gemv::Args a, co
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned(row_blocks), unsigned(a.splits));
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
+  cfg.dynamicSmemBytes = 0;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = tune.pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, a, extra...);
-}
-
-template <int KT, int NB>
-cudaError_t launch_reg(const mma_gemv::Args& a, const GlvqGemvTuning& tune, cudaStream_t stream) {
-  auto kernel = tune.unroll >= 2 ? (tune.subnormal ? mma_gemv::gemv_reg_kernel<KT, NB, 2, true>
-                                                  : mma_gemv::gemv_reg_kernel<KT, NB, 2, false>)
-                                 : (tune.subnormal ? mma_gemv::gemv_reg_kernel<KT, NB, 1, true>
-                                                  : mma_gemv::gemv_reg_kernel<KT, NB, 1, false>);
-  static int occ[2][2][16] = {};  // per instantiation <KT, NB>, per unroll, per code form, per device
-  const int per_sm = blocks_per_sm(kernel, 0, occ[tune.unroll >= 2 ? 1 : 0][tune.subnormal ? 1 : 0]);
-  return launch_split(kernel, per_sm, 0, a, tune, stream);
-}
-
-template <int KT, int NB, int STAGES, bool SUB>
-cudaError_t launch_pipe(const mma_gemv::Args& a, int slot, const GlvqGemvTuning& tune, cudaStream_t stream) {
-  auto kernel = mma_gemv::gemv_pipe_kernel<KT, NB, STAGES, SUB>;
-  const size_t smem = size_t(kWarps) * STAGES * slot;
-  static int occ[17][16] = {};  // per instantiation, per slot / 128 (1..16), per device
-  const int per_sm = blocks_per_sm(kernel, smem, occ[std::min(slot / 128, 16)]);
-  return launch_split(kernel, per_sm, smem, a, tune, stream, slot);
-}
-
-template <int KT, int NB>
-cudaError_t launch_mma_kt(const mma_gemv::Args& a, int slot, const GlvqGemvTuning& tune, cudaStream_t stream) {
-  if (tune.stages < 2 || slot <= 0) return launch_reg<KT, NB>(a, tune, stream);
-  // 8 stages while 4 warps' rings stay within the default 48 KB of shared memory
-  // (2-bit chunks of 8 tiles: 512 bytes, 16 KB a block); else 4 (at most 32 KB)
-  const bool eight = tune.stages >= 8 && size_t(kWarps) * 8 * slot <= 48 * 1024;
-  if (eight)
-    return tune.subnormal ? launch_pipe<KT, NB, 8, true>(a, slot, tune, stream)
-                          : launch_pipe<KT, NB, 8, false>(a, slot, tune, stream);
-  return tune.subnormal ? launch_pipe<KT, NB, 4, true>(a, slot, tune, stream)
-                        : launch_pipe<KT, NB, 4, false>(a, slot, tune, stream);
+  return cudaLaunchKernelEx(&cfg, kernel, a);
 }
 
 template <int NB>
-cudaError_t launch_mma(const mma_gemv::Args& a, int kt, int slot, const GlvqGemvTuning& tune, cudaStream_t stream) {
+cudaError_t launch_mma(const mma_gemv::Args& a, int kt, const GlvqGemvTuning& tune, cudaStream_t stream) {
   switch (kt) {
-    case 1: return launch_mma_kt<1, NB>(a, slot, tune, stream);
-    case 2: return launch_mma_kt<2, NB>(a, slot, tune, stream);
-    case 4: return launch_mma_kt<4, NB>(a, slot, tune, stream);
-    case 8: return launch_mma_kt<8, NB>(a, slot, tune, stream);
+    case 1: return launch_mma_kt<1, NB>(a, tune, stream);
+    case 2: return launch_mma_kt<2, NB>(a, tune, stream);
+    case 4: return launch_mma_kt<4, NB>(a, tune, stream);
+    case 8: return launch_mma_kt<8, NB>(a, tune, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -358,8 +328,6 @@ GlvqMmaDevice glvq_mma_device(const GlvqMmaPlan& P, const uint8_t* packed, const
   M.dim = P.dim;
   M.group_size = P.group_size;
   M.kt = P.kt;
-  for (int64_t c = 0; c < P.chunks; ++c)
-    M.max_chunk_bytes = std::max(M.max_chunk_bytes, P.chunk_offsets[c + 1] - P.chunk_offsets[c]);
   return M;
 }
 
@@ -367,8 +335,7 @@ cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams&
                                  __half* y, int64_t ldy, int batch, const GlvqGemvWorkspace& ws,
                                  cudaStream_t stream, const GlvqGemvTuning& tune) {
   if (batch < 1 || batch > ws.max_batch || M.group_size % 16 || M.in % M.group_size || ldx < M.in ||
-      ldy < M.out || M.chunks < 1 || M.chunks > (int64_t(1) << 30) || M.row_tiles > (int64_t(65535) * kWarps) ||
-      M.max_chunk_bytes % 128 || M.max_chunk_bytes > 2048)
+      ldy < M.out || M.chunks < 1 || M.chunks > (int64_t(1) << 30) || M.row_tiles > (int64_t(65535) * kWarps))
     return cudaErrorInvalidValue;
   const int groups = int(M.in / M.group_size);
   if (groups > 65535) return cudaErrorInvalidValue;
@@ -385,8 +352,7 @@ cudaError_t glvq_gemv_mma_launch(const GlvqMmaDevice& M, const GlvqDeviceParams&
   mma_gemv::Args a{M.packed, M.chunk_offsets, M.chunk_bits, M.row_tiles, M.row_tile_bytes, M.out, round_up(M.out, 16),
                    M.in,     int(M.chunks),   0,            0,           groups,           batch,  ws.xt,
                    ws.psum,  ws.yacc,         ws.counters,  y,           ldy};
-  const int slot = int(M.max_chunk_bytes);
-  return batch <= 8 ? launch_mma<1>(a, M.kt, slot, tune, stream) : launch_mma<2>(a, M.kt, slot, tune, stream);
+  return batch <= 8 ? launch_mma<1>(a, M.kt, tune, stream) : launch_mma<2>(a, M.kt, tune, stream);
 }
 
 }  // namespace glvq

@@ -51,7 +51,6 @@ struct GlvqMmaDevice {
   const uint8_t* chunk_bits = nullptr;    ///< plan.chunks
   int64_t out = 0, in = 0, row_tiles = 0, row_tile_bytes = 0, chunks = 0;
   int dim = 0, group_size = 0, kt = 0;
-  int64_t max_chunk_bytes = 0;  ///< the plan's largest chunk block: the pipelined kernel's ring slot (0: not used)
 };
 GlvqMmaDevice glvq_mma_device(const GlvqMmaPlan& plan, const uint8_t* packed, const int64_t* chunk_offsets,
                               const uint8_t* chunk_bits);
@@ -60,10 +59,8 @@ GlvqMmaDevice glvq_mma_device(const GlvqMmaPlan& plan, const uint8_t* packed, co
 struct GlvqGemvTuning {
   int splits = 0;         ///< K splits; 0: fill one wave of resident blocks, >= 2 chunks a warp
   int warps_per_sm = 64;  ///< cap on resident warps per multiprocessor assumed when splits == 0
-  int unroll = 2;         ///< register kernel (stages < 2): chunks of equal width loaded together, 1 or 2
+  int unroll = 2;         ///< chunks (of equal bit width) whose loads are issued together: 1 or 2
   bool pdl = true;        ///< programmatic dependent launch of the GEMV after the transform (sm_90)
-  int stages = 0;         ///< >= 2: the pipelined kernel with this many ring slots per warp (8, or 4 where
-                          ///< 8 do not fit in 48 KB); < 2: the register kernel (faster on the H200)
   bool subnormal = true;  ///< codes as fp16 subnormals uz * 2^-24 (no HSUB2 per register); false: 1024 + uz
 };
 

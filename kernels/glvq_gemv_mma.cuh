@@ -3,17 +3,10 @@
 /// glvq_gemv.cu, which launches them. One warp per (16-row tile, K split), one
 /// m16n8k16 HMMA per 16 columns of a tile and batch half.
 ///
-/// Two kernels, same layout and results up to fp32 summation order:
-///  - gemv_reg_kernel (the default): a warp loads one or two chunks into registers, then
-///    unpacks and multiplies them; at most 1 KB of a warp's codes is in flight, and
-///    nothing is loaded while it computes.
-///  - gemv_pipe_kernel: every warp streams its chunks through a ring of STAGES slots in
-///    shared memory with cp.async, so the loads of the next STAGES-1 chunks are in flight
-///    while it computes one; the first of them are issued before the wait for the
-///    activation transform (programmatic dependent launch). Measured slower than the
-///    register kernel on the H200 (docs/BENCH.md: the kernels are issue-bound, and the
-///    ring adds a wait, two warp barriers and shared-memory reads per chunk); kept as
-///    the tuning option `stages` for layouts that need fewer instructions per code.
+/// gemv_reg_kernel: a warp loads one or two chunks into registers, then unpacks and
+/// multiplies them; at most 1 KB of a warp's codes is in flight, and nothing is loaded
+/// while it computes. (A per-warp cp.async ring in shared memory, which overlaps the
+/// loads with the math, measured slower on the H200 and was removed: docs/BENCH.md.)
 /// Codes enter the tensor cores either as z = uz - 2^(b-1) exactly (1024 + uz built by
 /// an AND/OR, then an HSUB2 of 1024 + 2^(b-1)), or (SUB) as the fp16 subnormal
 /// uz * 2^-24 that the AND alone leaves (one instruction less per two codes); the
@@ -47,15 +40,16 @@ struct Args {
   int64_t ldy;
 };
 
-/// This lane's W words of a chunk block at p, in the order of glvq_mma_layout.h.
-template <int B, int KT, bool GLOBAL>
+/// This lane's W words of a chunk block at p (global memory, read once: streaming loads),
+/// in the order of glvq_mma_layout.h.
+template <int B, int KT>
 __device__ __forceinline__ void load_words(const uint8_t* __restrict__ p, int lane,
                                            uint32_t (&w)[mma::words(B, KT)]) {
   constexpr int W = mma::words(B, KT);
 #pragma unroll
   for (int q = 0; q < W / 4; ++q) {
     const uint4* s = reinterpret_cast<const uint4*>(p + q * 512) + lane;
-    const uint4 v = GLOBAL ? __ldcs(s) : *s;
+    const uint4 v = __ldcs(s);
     w[4 * q + 0] = v.x;
     w[4 * q + 1] = v.y;
     w[4 * q + 2] = v.z;
@@ -63,13 +57,13 @@ __device__ __forceinline__ void load_words(const uint8_t* __restrict__ p, int la
   }
   if constexpr (W % 4 >= 2) {
     const uint2* s = reinterpret_cast<const uint2*>(p + (W / 4) * 512) + lane;
-    const uint2 v = GLOBAL ? __ldcs(s) : *s;
+    const uint2 v = __ldcs(s);
     w[(W / 4) * 4 + 0] = v.x;
     w[(W / 4) * 4 + 1] = v.y;
   }
   if constexpr (W % 2 == 1) {
     const unsigned* s = reinterpret_cast<const unsigned*>(p + (W / 4) * 512 + (W % 4 >= 2 ? 256 : 0)) + lane;
-    w[W - 1] = GLOBAL ? __ldcs(s) : *s;
+    w[W - 1] = __ldcs(s);
   }
 }
 
@@ -231,7 +225,7 @@ __device__ __forceinline__ void reg_chunks(const uint8_t* __restrict__ cp, const
   constexpr int W = mma::words(B, KT);
   uint32_t w[U][W];
 #pragma unroll
-  for (int u = 0; u < U; ++u) load_words<B, KT, true>(cp + u * W * 128, lane, w[u]);
+  for (int u = 0; u < U; ++u) load_words<B, KT>(cp + u * W * 128, lane, w[u]);
   uint2 xb[U][KT][NB];
 #pragma unroll
   for (int u = 0; u < U; ++u) load_x<KT, NB>(x0 + u * KT * 16, x1 + u * KT * 16, xb[u]);
@@ -272,57 +266,6 @@ __global__ void __launch_bounds__(kThreads) gemv_reg_kernel(Args a) {
         reg_chunks<B, KT, NB, 1, SUB>(cp, x0 + xo, x1 + xo, lane, acc);
     });
     c += pair ? 2 : 1;
-  }
-  finish_tile<NB, SUB>(a, acc, mt, lane);
-}
-
-/// v4. Dynamic shared memory: kWarps * STAGES * slot bytes (slot = the layer's largest
-/// chunk block, a multiple of 128 bytes); each warp owns STAGES slots.
-template <int KT, int NB, int STAGES, bool SUB>
-__global__ void __launch_bounds__(kThreads) gemv_pipe_kernel(Args a, int slot) {
-  static_assert((STAGES & (STAGES - 1)) == 0 && STAGES >= 2, "STAGES: a power of two");
-  extern __shared__ __align__(16) uint8_t ring_all[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t mt = int64_t(blockIdx.x) * kWarps + warp;
-  if (mt >= a.row_tiles) return;  // no block-wide barrier below: warps are independent
-  uint8_t* ring = ring_all + warp * STAGES * slot;
-  const int c0 = blockIdx.y * a.chunks_per_split;
-  const int c1 = min(a.chunks, c0 + a.chunks_per_split);
-  const uint8_t* tile = a.packed + mt * a.row_tile_bytes;
-  // One commit group per chunk (empty past the split's end, so that wait_group counts
-  // chunks): chunk c goes to slot (c - c0) % STAGES.
-  auto issue = [&](int c) {
-    if (c < c1) {
-      const int64_t lo = __ldg(a.coff + c);
-      const int bytes = int(__ldg(a.coff + c + 1) - lo);
-      uint8_t* dst = ring + ((c - c0) & (STAGES - 1)) * slot;
-      for (int o = lane * 16; o < bytes; o += 512) dev::cp_async16(dst + o, tile + lo + o);
-    }
-    dev::cp_async_commit();
-  };
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) issue(c0 + s);
-  const int gid = lane >> 2, t4 = lane & 3;
-  const int n0 = min(gid, a.batch - 1), n1 = min(gid + 8, a.batch - 1);
-  float acc[NB][4] = {};
-  const __half* x0 = a.xt + int64_t(n0) * a.in + 4 * t4;
-  const __half* x1 = a.xt + int64_t(n1) * a.in + 4 * t4;
-  dev::pdl_wait();  // xt and psum come from the activation transform
-  for (int c = c0; c < c1; ++c) {
-    __syncwarp();  // every lane is done with the slot that the next issue refills
-    issue(c + STAGES - 1);
-    dev::cp_async_wait<STAGES - 1>();  // this lane's part of chunk c has landed
-    __syncwarp();                      // and every other lane's
-    const uint8_t* cp = ring + ((c - c0) & (STAGES - 1)) * slot;
-    const int64_t xo = int64_t(c) * 16 * KT;
-    by_bits(__ldg(a.cbits + c), [&](auto bc) {
-      constexpr int B = decltype(bc)::value;
-      uint32_t w[mma::words(B, KT)];
-      load_words<B, KT, false>(cp, lane, w);
-      uint2 xb[KT][NB];
-      load_x<KT, NB>(x0 + xo, x1 + xo, xb);
-      mma_words<B, KT, NB, SUB>(w, xb, acc);
-    });
   }
   finish_tile<NB, SUB>(a, acc, mt, lane);
 }
