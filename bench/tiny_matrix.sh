@@ -39,6 +39,9 @@ declare -A rows=(
   [glvq8-w2-propagate-fp]="--set quant.method=glvq --set quant.bits=2 --set calib.propagate=fp"
   [glvq8-w2-calib256]="--set quant.method=glvq --set quant.bits=2 --set calib.samples=256"
   [glvq8-w2-calib512]="--set quant.method=glvq --set quant.bits=2 --set calib.samples=512"
+  [glvq8-w2-g64]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.group_size=64"
+  [glvq8-w2-g32]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.group_size=32"
+  [glvq8-w2-lloyd12]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.lloyd_iters=12"
   # The box code's own options (docs/GLVQ.md's earlier ablations).
   [glvq8-w2-box-nearest-plane]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.rounding=nearest_plane"
   [glvq8-w2-box-companding]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.glvq.companding=true"

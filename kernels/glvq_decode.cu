@@ -7,6 +7,7 @@
 
 #include "glvq_decode.cuh"
 #include "glvq_device.cuh"
+#include "glvq_shaped.cuh"
 
 namespace glvq {
 namespace {
@@ -81,6 +82,7 @@ cudaError_t launch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t
 template <typename T>
 cudaError_t dispatch(const GlvqLayout& L, const GlvqDeviceParams& p, const uint8_t* codes, T* W, int64_t ldw,
                      cudaStream_t stream) {
+  if (L.code == GlvqCode::shaped) return glvq_shaped_decode_launch(L, p, codes, W, ldw, stream);
   if (L.dim < 1 || L.dim > kMaxDim || L.group_size % L.dim || L.in < 1 || L.groups() > 65535 || ldw < L.in)
     return cudaErrorInvalidValue;
   switch (L.dim) {

@@ -70,7 +70,7 @@ struct RtnConfig {
 /// continuous parameters (GLVQ: G, scale, mu; RTN/GPTQ: scale) are tuned against the FP block's output.
 struct FinetuneConfig {
   bool block = false;     ///< on/off
-  int steps = 100;        ///< most Adam steps per block, 1..1000000
+  int steps = 400;        ///< most Adam steps per block, 1..1000000
   double lr = 1e-3;       ///< Adam learning rate (relative G, log scale, log mu)
   int batch = 4;          ///< calibration sequences per step, 1..1024
   double heldout = 0.125; ///< fraction of the calibration sequences held out for early stopping, (0, 1)

@@ -124,12 +124,12 @@ at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device
   const GlvqGroupParams p{bits.data_ptr<uint8_t>(), scale.data_ptr<float>(), mu.data_ptr<float>(), G.data_ptr<float>(),
                           Ginv.data_ptr<float>()};
   at::Tensor W;
-  if (device.is_cuda() && L.code == GlvqCode::box) {
+  if (device.is_cuda()) {  // box and shaped codes alike (kernels/glvq_decode.cu, glvq_shaped.cu)
     W = glvq_decode_cuda(L, bits, scale, mu, G, Ginv, off, codes, device);
   } else {
     W = at::empty({q.out, q.in}, at::TensorOptions().dtype(at::kFloat));
     glvq_decode_ref_parallel(L, p, codes.data_ptr<uint8_t>(), W.data_ptr<float>());
-    W = W.to(device);  // the shaped code has no CUDA decoder yet
+    W = W.to(device);
   }
   if (attr(q, "incoherence") != 0) {
     const at::Tensor s_in = glvq_unpack_signs(array(q, "signs_in", at::kByte, (q.in + 7) / 8), q.in);

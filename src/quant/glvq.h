@@ -29,7 +29,7 @@ namespace glvq {
 
 /// Rebuilds the fp32 weight [out, in] on the CPU from the stored arrays and attrs alone.
 at::Tensor glvq_dequantize(const QuantizedLinear& q);
-/// The same on DEVICE (the decode runs on the CPU reference, the inverse transform on DEVICE).
+/// The same on DEVICE (a CUDA DEVICE decodes with the kernels, bit-identical with the CPU reference).
 at::Tensor glvq_dequantize_on(const QuantizedLinear& q, const at::Device& device);
 
 /// The code layout of a stored glvq layer, from its attrs (checked: names the damage).

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <set>
@@ -16,6 +17,7 @@
 #include "quant/glvq_group_ops.h"
 #include "quant/glvq_hadamard.h"
 #include "quant/glvq_init.h"
+#include "quant/glvq_shaped_cuda.h"
 #include "quant/glvq_shaped_ops.h"
 
 namespace glvq {
@@ -76,14 +78,20 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
                                            int64_t gs) {
   auto t0 = std::chrono::steady_clock::now(), lap = t0;
   const GlvqConfig& c = opt.cfg;
-  const at::Tensor Hp = pin.Hp.to(at::kCPU, at::kFloat).contiguous();
+  // The search runs where the layer is when this build has the GPU encoder, else on the CPU;
+  // GLVQ_SHAPED_SEARCH=cpu keeps it on the CPU (benchmarks time both paths in one run).
+  const char* search = std::getenv("GLVQ_SHAPED_SEARCH");
+  const bool cpu_search = search != nullptr && std::string(search) == "cpu";
+  const at::Device dev = pin.Wp.is_cuda() && glvq_shaped_cuda_built() && !cpu_search ? pin.Wp.device()
+                                                                                       : at::Device(at::kCPU);
+  const at::Tensor Hp = pin.Hp.to(dev, at::kFloat).contiguous();
   const int64_t out = pin.Wp.size(0), in = pin.Wp.size(1), d = c.dim;
   glvq_check_shaped_config(c);
   GLVQ_CHECK(gs > 0 && gs % d == 0, "layer {}: group size {} is not a multiple of dim {}", name, gs, d);
   // A narrower last group is padded with zero weight columns whose errors no metric
   // below sees (glvq.cpp's rule for the box code); only its real vectors are stored.
   const int64_t B = (in + gs - 1) / gs, in_pad = B * gs, pad = in_pad - in, last_cols = in - (B - 1) * gs;
-  const at::Tensor Wp = at::constant_pad_nd(pin.Wp.to(at::kCPU, at::kFloat), {0, pad}).contiguous();
+  const at::Tensor Wp = at::constant_pad_nd(pin.Wp.to(dev, at::kFloat), {0, pad}).contiguous();
 
   // Metric of every vector column and the feedback factor.
   at::Tensor F, D;
@@ -92,7 +100,7 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
     F = glvq_feedback_matrix(U, d);
     D = glvq_feedback_metrics(U, d);
     if (pad > 0) {  // padding is never a weight: its errors cost nothing
-      const at::Tensor real = (at::arange(in_pad) < in).to(at::kFloat).reshape({in_pad / d, d});
+      const at::Tensor real = (at::arange(in_pad) < in).to(dev, at::kFloat).reshape({in_pad / d, d});
       D = D * real.unsqueeze(2) * real.unsqueeze(1);
     }
   } else {
@@ -113,7 +121,8 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
     auto it = inits.find(b);
     if (it != inits.end()) return it->second;
     const at::Tensor bits = at::full({B}, b, at::TensorOptions().dtype(at::kLong));
-    at::Tensor bestG = base.clone(), best = at::full({B}, std::numeric_limits<float>::infinity());
+    at::Tensor bestG = base.clone(),
+               best = at::full({B}, std::numeric_limits<float>::infinity(), base.options().dtype(at::kFloat));
     for (double a : kInitFactors) {
       const at::Tensor G = fp16_grid(base * a);
       // Nearest codewords only: the scale grid and the allocation compare inits, and the
@@ -131,9 +140,10 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
   const std::vector<int> widths = glvq_allocate_layer_bits(
       opt.bits, in, gs, salience, c.bit_alloc, [&](int b) { return to_vector(init_at(b).second); }, opt.alloc_search);
   const at::Tensor bits_t = at::tensor(std::vector<int64_t>(widths.begin(), widths.end()), at::kLong);
-  at::Tensor G = at::empty({B, d, d});
+  const at::Tensor bits_dev = bits_t.to(dev);
+  at::Tensor G = at::empty({B, d, d}, base.options());
   for (int b : std::set<int>(widths.begin(), widths.end()))
-    G = at::where((bits_t == b).reshape({B, 1, 1}), init_at(b).first, G);
+    G = at::where((bits_dev == b).reshape({B, 1, 1}), init_at(b).first, G);
   const double t_init = seconds_since(lap);
 
   // Lloyd: codes for the current G (with every feedback), then the best G for those codes.
@@ -169,10 +179,10 @@ QuantizedLinear glvq_shaped_quantize_layer(const GlvqPrepared& pin, const std::s
     q.method = "glvq";
     q.out = out;
     q.in = in;
-    q.arrays["codes"] = pack_shaped(L, enc.codes, bits_u8.data_ptr<uint8_t>());
-    q.arrays["G"] = Gs.to(at::kHalf).contiguous();
+    q.arrays["codes"] = pack_shaped(L, enc.codes.to(at::kCPU), bits_u8.data_ptr<uint8_t>());
+    q.arrays["G"] = Gs.to(at::kCPU).to(at::kHalf).contiguous();
     q.arrays["mu"] = at::zeros({B}, at::TensorOptions().dtype(at::kHalf));
-    q.arrays["scale"] = scale.to(at::kHalf).contiguous();
+    q.arrays["scale"] = scale.to(at::kCPU).to(at::kHalf).contiguous();
     q.arrays["bits"] = bits_u8;
     if (pin.s_in.defined()) {
       q.arrays["signs_in"] = glvq_pack_signs(pin.s_in);

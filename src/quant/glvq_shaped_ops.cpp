@@ -9,6 +9,7 @@
 #include "common/preempt.h"
 #include "kernels/glvq_math.h"
 #include "quant/glvq_codebook.h"
+#include "quant/glvq_shaped_cuda.h"
 
 namespace glvq {
 namespace {
@@ -116,6 +117,7 @@ void encode_vector_column(const GroupParams& gp, int64_t d, int64_t a, const std
 
 GlvqShapedCodes glvq_shaped_encode_layer(const at::Tensor& Wp, int64_t gs, const GlvqShapedParams& p,
                                          const at::Tensor& F_full, bool inter, const at::Tensor& D, int candidates) {
+  if (Wp.is_cuda()) return glvq_shaped_encode_layer_cuda(Wp, gs, p, F_full, inter, D, candidates);
   const int64_t out = Wp.size(0), in = Wp.size(1), d = p.G.size(1), B = in / gs;
   GLVQ_ASSERT(in % gs == 0 && gs % d == 0 && d % kShapedBlock == 0 && p.G.size(0) == B);
   GlvqShapedCodes res;
@@ -161,11 +163,12 @@ at::Tensor glvq_shaped_group_losses(const GlvqShapedCodes& c, const at::Tensor& 
 at::Tensor glvq_shaped_lloyd_update(const GlvqShapedCodes& c, const at::Tensor& D, const at::Tensor& scale, int64_t gs,
                                     int64_t d, double ridge, const at::Tensor& G_prev) {
   const int64_t out = c.T.size(0), in = c.T.size(1), B = in / gs, np = gs / d;
-  const at::Tensor s_col = scale.to(at::kCPU, at::kDouble).repeat_interleave(gs);  // [in]
+  const at::Device dev = c.T.device();
+  const at::Tensor s_col = scale.to(dev, at::kDouble).repeat_interleave(gs);  // [in]
   const at::Tensor Tu = (c.T.to(at::kDouble) / s_col).reshape({out, B, np, d});
   const at::Tensor Cw = c.C.to(at::kDouble).reshape({out, B, np, d});
-  const at::Tensor Dd = D.to(at::kCPU, at::kDouble).reshape({B, np, d, d});
-  at::Tensor G = at::empty({B, d, d}, at::TensorOptions().dtype(at::kDouble));
+  const at::Tensor Dd = D.to(dev, at::kDouble).reshape({B, np, d, d});
+  at::Tensor G = at::empty({B, d, d}, at::TensorOptions().dtype(at::kDouble).device(dev));
   const at::Tensor eye = at::eye(d * d, G.options());
   for (int64_t g = 0; g < B; ++g) {
     throw_if_preempted("the shaped GLVQ Lloyd update");
@@ -182,7 +185,7 @@ at::Tensor glvq_shaped_lloyd_update(const GlvqShapedCodes& c, const at::Tensor& 
     // Row i of G is decoupled from the others when no vector's metric sees
     // coordinate i; the ridge alone would set it to 0.
     const at::Tensor unseen = (Dg.diagonal(0, 1, 2).sum(0) == 0).unsqueeze(1);  // [d, 1]
-    Gg = at::where(unseen, G_prev.select(0, g).to(at::kCPU, at::kDouble), Gg);
+    Gg = at::where(unseen, G_prev.select(0, g).to(dev, at::kDouble), Gg);
     G.select(0, g).copy_(Gg);
   }
   return G.to(at::kFloat);

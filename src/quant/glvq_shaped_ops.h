@@ -11,8 +11,10 @@
 /// (quant/glvq_feedback.h). Then tr(E H E^T) = sum_p tr(e_p D_p e_p^T) over the
 /// vector columns p, D_p = (U_pp^T U_pp)^-1, which is what learning minimises.
 ///
-/// CPU tensors only (rows run in parallel); the encode is the format's own
-/// reference rule, so codes chosen here decode exactly with glvq_decode_ref.
+/// On the CPU rows run in parallel; CUDA tensors take the GPU encoder
+/// (quant/glvq_shaped_cuda.h), the rest runs as ATen ops on their device. The
+/// encode is the format's own reference rule, so codes chosen here decode exactly
+/// with glvq_decode_ref.
 #include <ATen/ATen.h>
 
 namespace glvq {
