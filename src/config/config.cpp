@@ -395,7 +395,11 @@ nlohmann::json quant_config_to_json(const Config& cfg) {
   // not invalidate a finished run.
   if (all["quant"].contains(cfg.quant.method)) quant[cfg.quant.method] = all["quant"][cfg.quant.method];
   // Fine-tuning changes the result only when it runs: with it off, runs made before it existed still match.
-  if (cfg.quant.finetune.block) quant["finetune"] = all["quant"]["finetune"];
+  if (cfg.quant.finetune.block) {
+    quant["finetune"] = all["quant"]["finetune"];
+    // End-to-end fine-tuning runs in gather, after the block files exist: not a block's setting.
+    for (const char* k : {"e2e", "e2e_steps", "e2e_lr"}) quant["finetune"].erase(k);
+  }
   nlohmann::json calib = nlohmann::json::object();
   for (const char* key : {"ctx", "samples", "seed", "propagate"}) calib[key] = all["calib"][key];
   nlohmann::json out = nlohmann::json::object();

@@ -76,6 +76,12 @@ struct FinetuneConfig {
   double heldout = 0.125; ///< fraction of the calibration sequences held out for early stopping, (0, 1)
   int eval_every = 10;    ///< steps between held-out measurements, 1..1000000
   int patience = 3;       ///< measurements without a gain before stopping, 1..1000
+  /// End-to-end fine-tuning (finetune/e2e_finetune.h), in gather: every quantized linear's continuous
+  /// parameters against the FP model's next-token distributions; batch, heldout, eval_every and patience
+  /// are shared with block fine-tuning.
+  bool e2e = false;       ///< on/off
+  int e2e_steps = 200;    ///< most Adam steps, 1..1000000
+  double e2e_lr = 1e-4;   ///< Adam learning rate, in the same relative units as lr
 };
 
 struct QuantConfig {

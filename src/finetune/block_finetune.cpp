@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/preempt.h"
 #include "common/splitmix.h"
+#include "finetune/adam.h"
 #include "finetune/tunable_linear.h"
 
 #include <c10/core/GradMode.h>
@@ -16,25 +17,6 @@
 
 namespace glvq {
 namespace {
-
-constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kAdamEps = 1e-8;
-
-/// Adam on one leaf (its .grad() filled by backward).
-struct AdamState {
-  at::Tensor m, v;
-  void step(at::Tensor& x, double lr, int64_t t) {
-    const at::Tensor g = x.grad();
-    if (!g.defined()) return;
-    if (!m.defined()) {
-      m = at::zeros_like(g);
-      v = at::zeros_like(g);
-    }
-    m.mul_(kBeta1).add_(g, 1 - kBeta1);
-    v.mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
-    const double c1 = 1 - std::pow(kBeta1, double(t)), c2 = 1 - std::pow(kBeta2, double(t));
-    x.sub_(lr * (m / c1) / ((v / c2).sqrt() + kAdamEps));
-  }
-};
 
 /// One calibration sequence: row ROW of inputs[TENSOR].
 struct Seq {
