@@ -10,6 +10,7 @@
 #include "glvq_device.cuh"
 #include "glvq_math.h"
 #include "glvq_shaped.cuh"
+#include "glvq_topk.h"
 #include "quant/glvq_codebook_tables.h"
 
 namespace glvq {
@@ -17,7 +18,7 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kMaxD = 64;
-constexpr int kMaxK = 16;
+constexpr int kMaxK = kTopKMax;
 constexpr int kP2 = cbt::kBook2Patterns;
 constexpr unsigned kAll = 0xffffffffu;
 
@@ -39,26 +40,6 @@ struct WarpScratch {
   float u[kMaxD], y[kMaxD], c[kMaxD], e[kMaxD];
 };
 constexpr size_t kSmem = sizeof(Books) + kWarps * sizeof(WarpScratch);
-
-/// A lane's K best (distance, code), the CPU's TopK rule: strict comparisons, so an
-/// equal distance found later ranks after.
-struct LaneTop {
-  int K = 1, n = 0;
-  float d[kMaxK];
-  unsigned long long c[kMaxK];
-  __device__ float worst() const { return n < K ? INFINITY : d[n - 1]; }
-  __device__ void add(float dist, unsigned long long code) {
-    if (!(dist < worst())) return;
-    int p = n < K ? n++ : K - 1;
-    while (p > 0 && dist < d[p - 1]) {
-      d[p] = d[p - 1];
-      c[p] = c[p - 1];
-      --p;
-    }
-    d[p] = dist;
-    c[p] = code;
-  }
-};
 
 __device__ void decode2(const Books& S, uint32_t k, float* c) {
   const uint32_t i = k >> 6, s = k & 63u, par = S.par[i];
@@ -105,7 +86,7 @@ __device__ float dist2(const float* y, const float* c) {
 }
 
 /// The lane's share of the 2-bit book's points (the CPU's kbest2, point by point).
-__device__ void lane_kbest2(const Books& S, const float* y, LaneTop& top, int lane) {
+__device__ void lane_kbest2(const Books& S, const float* y, TopK& top, int lane) {
   float ay[8];
   uint32_t neg = 0;
   for (int j = 0; j < 8; ++j) {
@@ -146,7 +127,7 @@ __device__ void lane_kbest2(const Books& S, const float* y, LaneTop& top, int la
   }
 }
 
-__device__ void lane_kbest1(const Books& S, const float* y, LaneTop& top, int lane) {
+__device__ void lane_kbest1(const Books& S, const float* y, TopK& top, int lane) {
   for (int i = lane; i < 256; i += 32) {
     float dist = 0.0f;
     for (int j = 0; j < 8; ++j) {
@@ -160,8 +141,7 @@ __device__ void lane_kbest1(const Books& S, const float* y, LaneTop& top, int la
 /// The warp's K best points of BOOK for y (shared), ascending (distance, code), into
 /// ws.list_*; every lane returns their count.
 __device__ int warp_kbest(const Books& S, WarpScratch& ws, int book, const float* y, int K, int lane) {
-  LaneTop t;
-  t.K = K;
+  TopK t(K);
   if (book == 2) {
     lane_kbest2(S, y, t, lane);
   } else {
@@ -171,7 +151,7 @@ __device__ int warp_kbest(const Books& S, WarpScratch& ws, int book, const float
   int h = 0, n = 0;
   for (; n < K; ++n) {
     float d = h < t.n ? t.d[h] : INFINITY;
-    unsigned long long c = h < t.n ? t.c[h] : ~0ull;
+    unsigned long long c = h < t.n ? static_cast<unsigned long long>(t.c[h]) : ~0ull;
     for (int o = 16; o > 0; o >>= 1) {
       const float d2 = __shfl_xor_sync(kAll, d, o);
       const unsigned long long c2 = __shfl_xor_sync(kAll, c, o);
@@ -181,7 +161,7 @@ __device__ int warp_kbest(const Books& S, WarpScratch& ws, int book, const float
       }
     }
     if (!(d < INFINITY)) break;  // every lane's list is used up (lists never hold inf)
-    if (h < t.n && t.c[h] == c) ++h;  // codes are unique within a search: the owner moves on
+    if (h < t.n && static_cast<unsigned long long>(t.c[h]) == c) ++h;  // codes are unique within a search: the owner moves on
     if (lane == 0) {
       ws.list_d[n] = d;
       ws.list_c[n] = c;

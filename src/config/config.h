@@ -81,7 +81,7 @@ struct FinetuneConfig {
   /// are shared with block fine-tuning.
   bool e2e = false;       ///< on/off
   int e2e_steps = 200;    ///< most Adam steps, 1..1000000
-  double e2e_lr = 1e-4;   ///< Adam learning rate, in the same relative units as lr
+  double e2e_lr = 3e-4;   ///< Adam learning rate, in the same relative units as lr
 };
 
 struct QuantConfig {

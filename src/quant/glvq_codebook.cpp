@@ -5,12 +5,14 @@
 
 #include "common/error.h"
 #include "kernels/glvq_math.h"
+#include "kernels/glvq_topk.h"
 #include "quant/glvq_codebook_tables.h"
 
 namespace glvq {
 namespace {
 
 constexpr int kBeam = 4;  // stage-0 candidates a multi-stage encode follows
+static_assert(kMaxCandidates <= kTopKMax, "a search keeps at most kTopKMax candidates");
 
 // The pattern loop is most of a shaped encode's time; AVX2 doubles its width where the CPU has it.
 // The same separately rounded adds and multiplies run in either clone, so the floats are equal.
@@ -65,26 +67,6 @@ void decode1(uint32_t k, float* c) {
 }
 
 void decode_book(int book, uint32_t k, float* c) { book == 2 ? decode2(k, c) : decode1(k, c); }
-
-/// Keeps the K smallest (dist, code) in order; a later equal distance ranks after.
-struct TopK {
-  int K, n = 0;
-  float d[kMaxCandidates];
-  uint64_t c[kMaxCandidates];
-  explicit TopK(int k) : K(k) {}
-  float worst() const { return n < K ? INFINITY : d[n - 1]; }
-  void add(float dist, uint64_t code) {
-    if (!(dist < worst())) return;
-    int p = n < K ? n++ : K - 1;
-    while (p > 0 && dist < d[p - 1]) {
-      d[p] = d[p - 1];
-      c[p] = c[p - 1];
-      --p;
-    }
-    d[p] = dist;
-    c[p] = code;
-  }
-};
 
 /// The K nearest points of the 2-bit book. For a pattern, the best signs are y's
 /// own; when that breaks a half's parity, flipping the coordinate j of the half

@@ -584,7 +584,9 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 49u);
+  EXPECT_EQ(keys.size(), 52u);
+  EXPECT_EQ(j["quant"]["finetune"]["e2e"], false);  // not in the file: the defaults
+  EXPECT_EQ(j["quant"]["finetune"]["e2e_steps"], 200);
   EXPECT_EQ(j["model"]["path"], "models/m");
   EXPECT_EQ(j["data"]["calib"], "data/c.txt");
   EXPECT_EQ(j["calib"]["seed"].get<uint64_t>(), UINT64_MAX);
@@ -653,6 +655,9 @@ TEST(ConfigJson, QuantSubsetHasOnlyWhatChangesTheResult) {
                               "quant.finetune.heldout=0.5", "quant.finetune.eval_every=3",
                               "quant.finetune.patience=7"})
     EXPECT_NE(with2(differs), with2("threads=1")) << differs;
+  // End-to-end fine-tuning runs in gather, after the blocks: it never invalidates one.
+  for (const char* same : {"quant.finetune.e2e=true", "quant.finetune.e2e_steps=9", "quant.finetune.e2e_lr=0.5"})
+    EXPECT_EQ(with2(same), with2("threads=1")) << same;
 
   const nlohmann::json r = quant_config_to_json(parse_config(text, "t", {"quant.method=rtn"}));
   EXPECT_EQ(r["quant"], (nlohmann::json{{"method", "rtn"}, {"bits", 2.25}, {"rtn", {{"group_size", 16}}}}));
