@@ -53,7 +53,7 @@ class CalibrateStage : public Stage {
     ctx.boundary_inputs.clear();
     run_pipeline(ctx, samples, c.micro_batch, "calibrate",
                  [&](int64_t, const at::Tensor& x) {
-                   ctx.boundary_inputs.push_back(x.to(at::kCPU));
+                   ctx.boundary_inputs.push_back(x.to(at::kCPU, ctx.activation_dtype()));
                    at::Tensor y = x;
                    for (auto& bw : blocks) {
                      throw_if_preempted("calibrate (a micro-batch's blocks)");

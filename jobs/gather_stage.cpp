@@ -9,6 +9,7 @@
 #include "common/preempt.h"
 #include "eval/corpus.h"
 #include "finetune/e2e_finetune.h"
+#include "jobs/e2e_result_files.h"
 #include "jobs/interrupts.h"
 #include "jobs/stage.h"
 #include "text/tokenizer.h"
@@ -69,7 +70,19 @@ class GatherStage : public Stage {
         for (auto& [name, q] : bf.layers) all.emplace(name, std::move(q));
         provenance[std::to_string(b)] = bf.provenance.value("quant_config_hash", "");
       }
-      finetune_end_to_end(ctx, all);
+      const nlohmann::json prov = e2e_provenance(ctx.cfg, layers_fingerprint(all));
+      nlohmann::json stored;
+      std::string why;
+      if (ctx.resume && load_e2e_result(ctx.cfg.output_dir, ctx.model.n_layers, prov, all, stored, why)) {
+        log_info("gather: reusing the end-to-end fine-tuned layers of {}/finetune (--resume)", ctx.cfg.output_dir);
+        stored["reused"] = true;
+        ctx.report["finetune_e2e"] = stored;
+      } else {
+        if (ctx.resume) log_info("gather: end-to-end fine-tuning again ({})", why);
+        finetune_end_to_end(ctx, all);
+        // Durable before the checkpoint: a stop from here on resumes without tuning again.
+        save_e2e_result(ctx.cfg.output_dir, ctx.model.n_layers, all, prov, ctx.report["finetune_e2e"]);
+      }
     }
     CheckpointWriter writer(out);
     BitsBreakdown bits;

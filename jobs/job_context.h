@@ -40,6 +40,10 @@ struct JobContext {
   std::map<std::string, double> timings;
 
   const RankShard& shard() const { return plan.of(comm->rank()); }
+  /// How boundary_inputs are held on the host (calib.activation_dtype); computation is float32.
+  at::ScalarType activation_dtype() const {
+    return cfg.calib.activation_dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  }
   bool first_rank() const { return comm->rank() == 0; }
   bool last_rank() const { return comm->rank() == comm->size() - 1; }
 };

@@ -38,7 +38,7 @@ BlockStats collect_stats(JobContext& ctx, const BlockWeights& fp) {
   TapFn tap = [&](Tap t, const at::Tensor& x) { acc[static_cast<int>(t)].add(x); };
   for (auto& x : ctx.boundary_inputs) {
     throw_if_preempted("learn (a block's input statistics)");
-    block_forward(fp, ctx.model, ctx.rope, x.to(ctx.device), &tap);
+    block_forward(fp, ctx.model, ctx.rope, x.to(ctx.device, at::kFloat), &tap);
   }
   BlockStats s;
   for (int t = 0; t < kNumTaps; ++t) s.H[t] = acc[t].mean();
@@ -179,7 +179,7 @@ class LearnStage : public Stage {
             next.w[l] = dequantize_on(layers.at(linear_tensor_name(b, static_cast<Linear>(l))), ctx.device);
         for (auto& x : ctx.boundary_inputs) {
           throw_if_preempted("learn (the activations into the next block)");
-          x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device)).to(at::kCPU);
+          x = block_forward(next, ctx.model, ctx.rope, x.to(ctx.device, at::kFloat)).to(at::kCPU, x.scalar_type());
         }
       }
       if (ctx.device.is_cuda()) gpu_memory_sample();

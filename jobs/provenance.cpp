@@ -16,9 +16,11 @@ nlohmann::json model_identity(JobContext& ctx) {
 
 nlohmann::json inputs_provenance(JobContext& ctx, int first_block, const std::string& calib_tokens_hash) {
   const auto& c = ctx.cfg.calib;
+  nlohmann::json calib = {{"ctx", c.ctx}, {"samples", c.samples}, {"seed", c.seed}, {"micro_batch", c.micro_batch}};
+  // The file holds the activations as the rank holds them; float32 stays out so older files match.
+  if (c.activation_dtype != "float32") calib["activation_dtype"] = c.activation_dtype;
   return {{"kind", "calibration inputs"}, {"first_block", first_block}, {"model", model_identity(ctx)},
-          {"calib", {{"ctx", c.ctx}, {"samples", c.samples}, {"seed", c.seed}, {"micro_batch", c.micro_batch}}},
-          {"calib_tokens", calib_tokens_hash}};
+          {"calib", calib}, {"calib_tokens", calib_tokens_hash}};
 }
 
 nlohmann::json block_provenance(JobContext& ctx, int block, const nlohmann::json& inputs_prov) {

@@ -3,6 +3,9 @@
 // weights, log-softmax in fp64), a real gain on an RTN 2-bit model, and never a
 // worse model when the steps diverge.
 #include "finetune/e2e_finetune.h"
+#include "common/fs_util.h"
+#include "config/config.h"
+#include "jobs/e2e_result_files.h"
 #include "model/model_files.h"
 #include "nn/llama.h"
 #include "quant/quantizer.h"
@@ -122,6 +125,40 @@ TEST(E2eFinetune, NeverWorseOnTheHeldOutSet) {
   EXPECT_EQ(r.heldout_after, r.heldout_before);
   for (const auto& [name, q] : layers)
     for (const auto& [key, a] : q.arrays) EXPECT_TRUE(at::equal(a, f.layers.at(name).arrays.at(key))) << name << key;
+}
+
+TEST(E2eFinetune, ResultFilesRoundTripAndMatchOnlyTheirStartAndSettings) {
+  Fixture f(2, 16);
+  const glvq::test::TempDir tmp;
+  const std::string& dir = tmp.path();
+  Config cfg;
+  const nlohmann::json prov = e2e_provenance(cfg, layers_fingerprint(f.layers));
+  const nlohmann::json result = {{"steps", 7}, {"heldout_after", 0.125}};
+  save_e2e_result(dir, f.cfg.n_layers, f.layers, prov, result);
+  std::map<std::string, QuantizedLinear> back;
+  nlohmann::json r;
+  std::string why;
+  ASSERT_TRUE(load_e2e_result(dir, f.cfg.n_layers, prov, back, r, why)) << why;
+  EXPECT_EQ(r, result);
+  EXPECT_EQ(layers_fingerprint(back), layers_fingerprint(f.layers));  // every array, attribute and loss
+  // Other starting layers (one scale moved, as a block learned again would) are another start.
+  auto moved = f.layers;
+  at::Tensor s = moved.begin()->second.arrays.at("scale").clone();
+  s.view(-1)[0] = s.view(-1)[0] * 2;
+  moved.begin()->second.arrays["scale"] = s;
+  EXPECT_NE(layers_fingerprint(moved), layers_fingerprint(f.layers));
+  std::map<std::string, QuantizedLinear> untouched;
+  EXPECT_FALSE(load_e2e_result(dir, f.cfg.n_layers, e2e_provenance(cfg, layers_fingerprint(moved)), untouched, r, why));
+  EXPECT_NE(why.find("from_layers"), std::string::npos) << why;
+  EXPECT_TRUE(untouched.empty());
+  // Another setting, and a missing block file.
+  Config other = cfg;
+  other.quant.finetune.e2e_lr *= 2;
+  EXPECT_FALSE(load_e2e_result(dir, f.cfg.n_layers, e2e_provenance(other, layers_fingerprint(f.layers)), back, r, why));
+  EXPECT_NE(why.find("e2e.lr"), std::string::npos) << why;
+  remove_tree(dir + "/finetune/e2e-block-3.h5");
+  EXPECT_FALSE(load_e2e_result(dir, f.cfg.n_layers, prov, back, r, why));
+  EXPECT_NE(why.find("e2e-block-3.h5"), std::string::npos) << why;
 }
 
 }  // namespace

@@ -402,6 +402,9 @@ nlohmann::json quant_config_to_json(const Config& cfg) {
   }
   nlohmann::json calib = nlohmann::json::object();
   for (const char* key : {"ctx", "samples", "seed", "propagate"}) calib[key] = all["calib"][key];
+  // Held in bfloat16, the activations round: a different result. float32 stays out, so runs made
+  // before the key existed still match.
+  if (cfg.calib.activation_dtype != "float32") calib["activation_dtype"] = cfg.calib.activation_dtype;
   nlohmann::json out = nlohmann::json::object();
   out["quant"] = std::move(quant);
   out["calib"] = std::move(calib);

@@ -25,6 +25,10 @@ struct CalibConfig {
   uint64_t seed = 0;         ///< selects the sequences deterministically
   int micro_batch = 4;       ///< sequences per pipeline message, 1..1024
   std::string propagate = "quantized";  ///< fp | quantized
+  /// float32 | bfloat16: how a rank holds the calibration activations between blocks (and block
+  /// fine-tuning's targets) in host memory. At Llama-2-70B shapes with 128 x 4096 tokens they
+  /// are 17 GB per copy in float32, the largest part of a rank's RSS; computation stays float32.
+  std::string activation_dtype = "float32";
   /// Keep stats/block-<k>.h5 once block k's file is written. Off by default: a finished
   /// block never reads them again, and at Llama-2-70B shapes they are 4.1 GB per block.
   bool keep_stats = false;

@@ -95,6 +95,7 @@ std::vector<KeySpec> build_keys() {
       k_uint("calib.seed", GLVQ_REF(uint64_t, calib.seed)),
       k_int("calib.micro_batch", GLVQ_REF(int, calib.micro_batch), 1, 1024),
       k_enum("calib.propagate", GLVQ_REF(std::string, calib.propagate), {"fp", "quantized"}),
+      k_enum("calib.activation_dtype", GLVQ_REF(std::string, calib.activation_dtype), {"float32", "bfloat16"}),
       k_bool("calib.keep_stats", GLVQ_REF(bool, calib.keep_stats)),
       k_int("eval.ctx", GLVQ_REF(int, eval.ctx), 16, 131072),
       k_int("eval.max_chunks", GLVQ_REF(int, eval.max_chunks), 0),

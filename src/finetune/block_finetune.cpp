@@ -36,7 +36,7 @@ class BlockData {
       x.push_back(inputs_[seqs[i].tensor].narrow(0, seqs[i].row, 1));
       y.push_back(targets_[seqs[i].tensor].narrow(0, seqs[i].row, 1));
     }
-    return {at::cat(x).to(device), at::cat(y).to(device)};
+    return {at::cat(x).to(device, at::kFloat), at::cat(y).to(device, at::kFloat)};
   }
 
  private:
@@ -115,7 +115,9 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
   std::vector<at::Tensor> targets;
   {
     c10::NoGradGuard no_grad;
-    for (const auto& x : inputs) targets.push_back(block_forward(fp, cfg, rope, x.to(device)).to(at::kCPU));
+    // Targets are held like the inputs (calib.activation_dtype): the two dominate a rank's RSS.
+    for (const auto& x : inputs)
+      targets.push_back(block_forward(fp, cfg, rope, x.to(device, at::kFloat)).to(at::kCPU, x.scalar_type()));
   }
   const BlockData data(inputs, std::move(targets));
   // Mean per-token error of the block with linears W over SEQS.

@@ -84,7 +84,7 @@ void save_activations(const std::string& path, const std::vector<at::Tensor>& ac
   write_h5_atomic(path, "glvq-activations", provenance, [&](hid_t f) {
     h5_set_attr(f, "count", static_cast<int64_t>(acts.size()));
     for (size_t i = 0; i < acts.size(); ++i)
-      h5_write_tensor(f, fmt::format("mb{}", i), acts[i].to(at::kCPU, at::kFloat).contiguous(), {}, path);
+      h5_write_tensor(f, fmt::format("mb{}", i), acts[i].to(at::kCPU).contiguous(), {}, path);
   });
 }
 

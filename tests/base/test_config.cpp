@@ -584,7 +584,8 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 52u);
+  EXPECT_EQ(keys.size(), 53u);
+  EXPECT_EQ(j["calib"]["activation_dtype"], "float32");  // not in the file: the default
   EXPECT_EQ(j["quant"]["finetune"]["e2e"], false);  // not in the file: the defaults
   EXPECT_EQ(j["quant"]["finetune"]["e2e_steps"], 200);
   EXPECT_EQ(j["model"]["path"], "models/m");
@@ -641,10 +642,11 @@ TEST(ConfigJson, QuantSubsetHasOnlyWhatChangesTheResult) {
   for (const char* same : {"eval.ctx=1024", "calib.micro_batch=8", "device=cpu", "threads=1",
                            "output_dir=elsewhere", "model.path=other", "data.calib=x",
                            "quant.gptq.damp=0.2", "quant.rtn.group_size=8", "quant.finetune.steps=9",
-                           "quant.finetune.lr=0.5"})
+                           "quant.finetune.lr=0.5", "calib.activation_dtype=float32"})
     EXPECT_EQ(with(same), q) << same;
   for (const char* differs : {"quant.glvq.iters=8", "quant.bits=3", "calib.seed=1",
-                              "calib.propagate=quantized", "seed=1", "calib.samples=8", "quant.finetune.block=true"})
+                              "calib.propagate=quantized", "seed=1", "calib.samples=8", "quant.finetune.block=true",
+                              "calib.activation_dtype=bfloat16"})
     EXPECT_NE(with(differs), q) << differs;
   // With block fine-tuning on, its settings are part of the result.
   auto with2 = [&](const std::string& o) {
@@ -705,6 +707,7 @@ TEST(ConfigShipped, Llama2_70bLoads) {
   EXPECT_EQ(c.model.path, "/path/to/Llama-2-70b-hf");
   EXPECT_EQ(c.calib.ctx, 4096);
   EXPECT_EQ(c.calib.samples, 128);
+  EXPECT_EQ(c.calib.activation_dtype, "bfloat16");  // halves a rank's largest host allocation
   EXPECT_EQ(c.eval.ctx, 4096);
   EXPECT_EQ(c.quant.method, "glvq");
   EXPECT_DOUBLE_EQ(c.quant.bits, 2.0);

@@ -63,3 +63,24 @@ same_checkpoint $TMP/gq/model.glvq.h5 $TMP/gq-resumed/model.glvq.h5 || fail "the
 
 expect_exit 2 "quant.bits differs" "${MPIRUN[@]}" -np 3 $WORKER "${small[@]}" --set quant.bits=3 \
   --set output_dir=$TMP/resumed --resume
+
+# calib.activation_dtype=bfloat16: the rank holds (and saves) its activations in half the bytes,
+# the result stays within rounding of the float32 run, a resume reproduces it, and switching
+# the setting on a finished run is refused by name.
+"${MPIRUN[@]}" -np 3 $WORKER "${gq[@]}" --set calib.activation_dtype=bfloat16 --set output_dir=$TMP/gq-bf16 \
+  >$TMP/gq-bf16.log 2>&1 || { tail $TMP/gq-bf16.log; fail "the GPTQ run with bfloat16 activations failed"; }
+for b in 0 2 4; do
+  f32=$(stat -c %s $TMP/gq/stats/inputs-block-$b.h5) bf16=$(stat -c %s $TMP/gq-bf16/stats/inputs-block-$b.h5)
+  (( bf16 * 10 < f32 * 6 )) || fail "inputs of block $b: $bf16 bytes in bfloat16 against $f32 in float32"
+done
+# With 4 x 512 calibration tokens GPTQ's result is chaotic: calib.seed 1 and 2 give 4.29 and 3.91
+# against 4.01 for seed 0, bfloat16 4.06. At 32 x 512 bfloat16 moved it by -0.10%, seed 1 by +0.06%.
+close $(json $TMP/gq-bf16/report.json 'j["ppl_quant"]') $(json $TMP/gq/report.json 'j["ppl_quant"]') 0.03 ||
+  fail "bfloat16 activations moved the GPTQ perplexity by more than 3%"
+cp -r $TMP/gq-bf16 $TMP/gq-bf16-resumed
+rm $TMP/gq-bf16-resumed/blocks/block-1.h5 $TMP/gq-bf16-resumed/blocks/block-4.h5 $TMP/gq-bf16-resumed/model.glvq.h5
+"${MPIRUN[@]}" -np 3 $WORKER "${gq[@]}" --set calib.activation_dtype=bfloat16 --set output_dir=$TMP/gq-bf16-resumed \
+  --resume >$TMP/gq-bf16-resume.log 2>&1 || { tail $TMP/gq-bf16-resume.log; fail "the bfloat16 resume failed"; }
+grep -q "reusing .*inputs-block-2" $TMP/gq-bf16-resumed/logs/rank-1.log || fail "the bfloat16 inputs were not reused"
+same_checkpoint $TMP/gq-bf16/model.glvq.h5 $TMP/gq-bf16-resumed/model.glvq.h5 || fail "the resumed bfloat16 checkpoint differs"
+expect_exit 2 "activation_dtype" "${MPIRUN[@]}" -np 3 $WORKER "${gq[@]}" --set output_dir=$TMP/gq-bf16 --resume

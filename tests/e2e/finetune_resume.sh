@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# End-to-end fine-tuning is durable: gather writes the tuned layers to finetune/e2e-block-<k>.h5
+# before the checkpoint, a --resume (here after a stop that lost the checkpoint) reuses them and
+# reproduces the checkpoint without tuning again, and a changed e2e setting tunes again.
+source "$(dirname "$0")/lib.bash"
+run=(--config configs/tiny-llama.yaml --set quant.method=rtn --set quant.bits=2 --set calib.samples=8
+     --set calib.ctx=128 --set quant.finetune.e2e=true --set quant.finetune.e2e_steps=6
+     --set quant.finetune.eval_every=2 --set eval.ctx=256 --set eval.max_chunks=1 --set threads=2)
+
+$WORKER "${run[@]}" --set output_dir=$TMP/a >$TMP/a.log 2>&1 || { tail $TMP/a.log; fail "the e2e run failed"; }
+[[ $(json $TMP/a/report.json 'j["finetune_e2e"]["steps"]') -ge 1 ]] || fail "report.json has no e2e steps"
+for b in 0 1 2 3 4 5; do [[ -f $TMP/a/finetune/e2e-block-$b.h5 ]] || fail "finetune/e2e-block-$b.h5 missing"; done
+
+cp -r $TMP/a $TMP/b
+rm $TMP/b/model.glvq.h5 $TMP/b/report.json
+$WORKER "${run[@]}" --set output_dir=$TMP/b --resume >$TMP/b.log 2>&1 || { tail $TMP/b.log; fail "resume failed"; }
+grep -q "reusing the end-to-end fine-tuned layers" $TMP/b/logs/rank-0.log || fail "the tuned layers were not reused"
+same_checkpoint $TMP/a/model.glvq.h5 $TMP/b/model.glvq.h5 || fail "the resumed checkpoint differs"
+[[ $(json $TMP/b/report.json 'j["finetune_e2e"]["reused"]') == True ]] || fail "report.json does not say reused"
+[[ $(json $TMP/b/report.json 'j["finetune_e2e"]["heldout_kl_after"]') == \
+   $(json $TMP/a/report.json 'j["finetune_e2e"]["heldout_kl_after"]') ]] || fail "the reused report differs"
+
+# Another e2e setting: tuned again, and the files replaced.
+$WORKER "${run[@]}" --set quant.finetune.e2e_steps=4 --set output_dir=$TMP/b --resume >$TMP/c.log 2>&1 ||
+  { tail $TMP/c.log; fail "the resume with other e2e steps failed"; }
+grep -q "end-to-end fine-tuning again (setting e2e.steps differs" $TMP/b/logs/rank-0.log ||
+  fail "a changed e2e_steps did not tune again"
+[[ $(json $TMP/b/report.json 'j["finetune_e2e"]["steps"]') -le 4 ]] || fail "the second tuning did not run 4 steps"
+[[ $(json $TMP/b/report.json 'j["finetune_e2e"].get("reused", False)') == False ]] || fail "reported as reused"
+echo "finetune_resume: ok"
