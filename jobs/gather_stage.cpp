@@ -31,14 +31,7 @@ void finetune_end_to_end(JobContext& ctx, std::map<std::string, QuantizedLinear>
   const Tokenizer tok(ctx.cfg.model.path + "/tokenizer.model");
   const std::vector<int32_t> ids = tokenize_corpus(tok, read_text_file(ctx.cfg.data.calib));
   const at::Tensor samples = make_calib_samples(ids, c.ctx, c.samples, c.seed, ctx.cfg.data.calib);
-  BlockFinetuneOptions o;
-  o.steps = ft.e2e_steps;
-  o.lr = ft.e2e_lr;
-  o.batch = ft.batch;
-  o.heldout = ft.heldout;
-  o.eval_every = ft.eval_every;
-  o.patience = ft.patience;
-  o.seed = ctx.cfg.seed;
+  const BlockFinetuneOptions o = finetune_options(ft, ft.e2e_steps, ft.e2e_lr, ctx.cfg.seed);
   const auto t0 = std::chrono::steady_clock::now();
   const E2eFinetuneResult r = finetune_e2e(*ctx.files, ctx.model, samples, layers, ctx.device, o);
   ctx.report["finetune_e2e"] = r.to_json();

@@ -46,18 +46,10 @@ BlockStats collect_stats(JobContext& ctx, const BlockWeights& fp) {
   return s;
 }
 
-BlockFinetuneOptions finetune_options(const Config& cfg, int b) {
+BlockFinetuneOptions block_finetune_options(const Config& cfg, int b) {
   const FinetuneConfig& f = cfg.quant.finetune;
-  BlockFinetuneOptions o;
-  o.steps = f.steps;
-  o.lr = f.lr;
-  o.batch = f.batch;
-  o.heldout = f.heldout;
-  o.eval_every = f.eval_every;
-  o.patience = f.patience;
   uint64_t s = cfg.seed ^ (0x66696e6574756e65ull + static_cast<uint64_t>(b));  // per block, from the run's seed
-  o.seed = splitmix64(s);
-  return o;
+  return finetune_options(f, f.steps, f.lr, splitmix64(s));
 }
 
 // quant.finetune.block: tunes LAYERS' continuous parameters against the FP block's output and
@@ -68,7 +60,7 @@ void finetune_layers(JobContext& ctx, int b, const BlockWeights& fp, const Block
   std::array<QuantizedLinear, kNumLinears> arr;
   for (int l = 0; l < kNumLinears; ++l) arr[l] = layers.at(linear_tensor_name(b, static_cast<Linear>(l)));
   const BlockFinetuneResult r = finetune_block(fp, ctx.model, ctx.rope, ctx.boundary_inputs, arr, ctx.device,
-                                               finetune_options(ctx.cfg, b), fmt::format("block {}", b));
+                                               block_finetune_options(ctx.cfg, b), fmt::format("block {}", b));
   finetune_report[std::to_string(b)] = r.to_json();
   if (!r.kept) return;
   for (int l = 0; l < kNumLinears; ++l) {

@@ -9,6 +9,7 @@
 /// gain. The tuned parameters are then rounded to their stored dtypes; the
 /// result is kept only if the held-out error of what is stored is below the
 /// error before, so fine-tuning never makes a block worse on the held-out set.
+#include "config/config.h"
 #include "model/llama_config.h"
 #include "nn/llama.h"
 #include "quant/quantizer.h"
@@ -31,6 +32,20 @@ struct BlockFinetuneOptions {
   int patience = 3;       ///< measurements without a gain before stopping
   uint64_t seed = 0;      ///< picks the held-out sequences and the batch order
 };
+
+/// The options block and end-to-end fine-tuning share from F (batch, heldout, eval_every,
+/// patience), with the caller's STEPS, LR and SEED.
+inline BlockFinetuneOptions finetune_options(const FinetuneConfig& f, int steps, double lr, uint64_t seed) {
+  BlockFinetuneOptions o;
+  o.steps = steps;
+  o.lr = lr;
+  o.batch = f.batch;
+  o.heldout = f.heldout;
+  o.eval_every = f.eval_every;
+  o.patience = f.patience;
+  o.seed = seed;
+  return o;
+}
 
 struct BlockFinetuneResult {
   double heldout_before = 0, heldout_after = 0;  ///< e on the held-out sequences (after: as stored)
