@@ -2,19 +2,16 @@
 
 #include "ckpt/block_file.h"
 #include "ckpt/checksum.h"
+#include "ckpt/layer_io.h"
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
 
 #include <fmt/format.h>
 
+#include <vector>
+
 namespace glvq {
-namespace {
-
-/// Tensor names of block B: "model.layers.<B>.".
-std::string block_prefix(int b) { return "model.layers." + std::to_string(b) + "."; }
-
-}  // namespace
 
 std::string layers_fingerprint(const std::map<std::string, QuantizedLinear>& layers) {
   nlohmann::json j = nlohmann::json::object();
@@ -51,13 +48,9 @@ void save_e2e_result(const std::string& output_dir, int n_blocks, const std::map
   ensure_dir(output_dir + "/finetune");
   nlohmann::json prov = provenance;
   prov["result"] = result;
-  for (int b = 0; b < n_blocks; ++b) {
-    std::map<std::string, QuantizedLinear> block;
-    const std::string prefix = block_prefix(b);
-    for (auto it = layers.lower_bound(prefix); it != layers.end() && it->first.rfind(prefix, 0) == 0; ++it)
-      block.insert(*it);
-    write_block_file(e2e_block_path(output_dir, b), b, block, prov);
-  }
+  std::vector<std::map<std::string, QuantizedLinear>> blocks(static_cast<size_t>(n_blocks));
+  for (const auto& [name, q] : layers) blocks.at(static_cast<size_t>(layer_path_of(name).block)).emplace(name, q);
+  for (int b = 0; b < n_blocks; ++b) write_block_file(e2e_block_path(output_dir, b), b, blocks[size_t(b)], prov);
 }
 
 bool load_e2e_result(const std::string& output_dir, int n_blocks, const nlohmann::json& provenance,
