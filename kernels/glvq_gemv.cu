@@ -236,7 +236,7 @@ cudaError_t launch_mma(const mma_gemv::Args& a, int kt, const GlvqGemvTuning& tu
 // --------------------------------------------------------------------------------------
 size_t glvq_gemv_workspace_bytes(const GlvqLayout& L, int max_batch) {
   const int64_t mt = (L.out + 15) / 16;
-  return size_t(round_up(int64_t(max_batch) * L.in * 2, 256) + round_up(int64_t(max_batch) * L.groups() * 4, 256) +
+  return size_t(round_up(int64_t(max_batch) * glvq_gemv_xt_cols(L) * 2, 256) + round_up(int64_t(max_batch) * L.groups() * 4, 256) +
                 round_up(int64_t(max_batch) * mt * 16 * 4, 256) + round_up(mt * 4, 256));
 }
 
@@ -246,7 +246,7 @@ cudaError_t glvq_gemv_workspace_init(const GlvqLayout& L, int max_batch, void* b
   const int64_t mt = (L.out + 15) / 16;
   char* p = static_cast<char*>(base);
   ws->xt = reinterpret_cast<__half*>(p);
-  p += round_up(int64_t(max_batch) * L.in * 2, 256);
+  p += round_up(int64_t(max_batch) * glvq_gemv_xt_cols(L) * 2, 256);
   ws->psum = reinterpret_cast<float*>(p);
   p += round_up(int64_t(max_batch) * L.groups() * 4, 256);
   ws->yacc = reinterpret_cast<float*>(p);

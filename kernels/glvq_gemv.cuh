@@ -26,13 +26,18 @@ namespace glvq {
 /// (the split-K reduction cleans up after itself), so one workspace serves many calls
 /// on one stream, but not two launches in flight at once.
 struct GlvqGemvWorkspace {
-  __half* xt = nullptr;     ///< max_batch * in: transformed activation (mma path)
+  __half* xt = nullptr;     ///< max_batch * glvq_gemv_xt_cols(L): transformed activation
   float* psum = nullptr;    ///< max_batch * groups: per-group sums of xt
   float* yacc = nullptr;    ///< max_batch * out_pad: split-K accumulators (out_pad = 16 ceil(out/16))
   int* counters = nullptr;  ///< ceil(out/16): split-K arrival counters
   int max_batch = 0;
 };
 
+/// Columns of the transformed activation xt per batch row: every group's vectors, a
+/// narrower last vector padded to d (the shaped path's transform writes them all).
+inline int64_t glvq_gemv_xt_cols(const GlvqLayout& L) {
+  return (L.groups() - 1) * L.group_size + L.group_vecs(L.groups() - 1) * L.dim;
+}
 size_t glvq_gemv_workspace_bytes(const GlvqLayout& L, int max_batch);
 /// Carves `base` (glvq_gemv_workspace_bytes bytes, device, 256-byte aligned) and zeroes it on `stream`.
 cudaError_t glvq_gemv_workspace_init(const GlvqLayout& L, int max_batch, void* base, GlvqGemvWorkspace* ws,

@@ -251,36 +251,41 @@ TEST(GenModelChecks, BadCheckpointsAndModelDirectories) {
 
 TEST(GenSynthCheckpoint, RandomCodesAtAnyShapeLoadAndRun) {
   c10::NoGradGuard ng;
-  TempDir dir;
-  SynthCheckpointOptions o;
-  o.shape.hidden = 256;
-  o.shape.intermediate = 384;
-  o.shape.heads = 4;
-  o.shape.kv_heads = 2;
-  o.shape.vocab = 300;
-  o.shape.blocks = 2;
-  o.shape.max_positions = 64;
-  o.bits = 3;
-  write_synth_checkpoint(dir.file("s.h5"), o, {});
-  GenModelOptions mo;
-  mo.tokenizer = false;
-  GenModel m(dir.file("s.h5"), mo);
-  EXPECT_EQ(m.config().n_layers, 2);
-  EXPECT_EQ(m.config().head_dim, 64);
-  // 3 code bits + fp16 G (64 values), mu and scale per 128-weight row group + signs
-  EXPECT_NEAR(m.bits_per_weight(), 3.0, 0.2);
-  for (int l = 0; l < kNumLinears; ++l) {
-    const QuantizedLinear q = m.layer(1, static_cast<Linear>(l));
-    const at::Tensor W = dequantize(q);
-    const auto want = linear_weight_shape(m.config(), static_cast<Linear>(l));
-    EXPECT_EQ(W.size(0), want[0]);
-    EXPECT_EQ(W.size(1), want[1]);
-    const double rms = W.pow(2).mean().sqrt().item<double>();
-    EXPECT_NEAR(rms, 0.02, 0.004) << linear_suffix(static_cast<Linear>(l));  // the scale's purpose
+  for (bool shaped : {false, true}) {
+    SCOPED_TRACE(shaped ? "shaped code" : "box code");
+    TempDir dir;
+    SynthCheckpointOptions o;
+    o.shape.hidden = 256;
+    o.shape.intermediate = 384;
+    o.shape.heads = 4;
+    o.shape.kv_heads = 2;
+    o.shape.vocab = 300;
+    o.shape.blocks = 2;
+    o.shape.max_positions = 64;
+    o.bits = 3;
+    o.shaped = shaped;
+    write_synth_checkpoint(dir.file("s.h5"), o, {});
+    GenModelOptions mo;
+    mo.tokenizer = false;
+    GenModel m(dir.file("s.h5"), mo);
+    EXPECT_EQ(m.config().n_layers, 2);
+    EXPECT_EQ(m.config().head_dim, 64);
+    // 3 code bits + fp16 G (64 values), mu and scale per 128-weight row group + signs
+    EXPECT_NEAR(m.bits_per_weight(), 3.0, 0.2);
+    for (int l = 0; l < kNumLinears; ++l) {
+      const QuantizedLinear q = m.layer(1, static_cast<Linear>(l));
+      EXPECT_EQ(q.attrs.at("code"), shaped ? 1.0 : 0.0);
+      const at::Tensor W = dequantize(q);
+      const auto want = linear_weight_shape(m.config(), static_cast<Linear>(l));
+      EXPECT_EQ(W.size(0), want[0]);
+      EXPECT_EQ(W.size(1), want[1]);
+      const double rms = W.pow(2).mean().sqrt().item<double>();
+      EXPECT_NEAR(rms, 0.02, 0.004) << linear_suffix(static_cast<Linear>(l));  // the scale's purpose
+    }
+    Decoder dec(m, {});
+    dec.reset(2, 16);
+    const at::Tensor logits = dec.forward(at::randint(0, 300, {2, 16}, at::TensorOptions().dtype(at::kLong)), true);
+    EXPECT_EQ(logits.sizes(), at::IntArrayRef({2, 16, 300}));
+    EXPECT_TRUE(at::isfinite(logits).all().item<bool>());
   }
-  Decoder dec(m, {});
-  dec.reset(2, 16);
-  const at::Tensor logits = dec.forward(at::randint(0, 300, {2, 16}, at::TensorOptions().dtype(at::kLong)), true);
-  EXPECT_EQ(logits.sizes(), at::IntArrayRef({2, 16, 300}));
-  EXPECT_TRUE(at::isfinite(logits).all().item<bool>());
 }

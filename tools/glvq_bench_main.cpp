@@ -13,7 +13,7 @@
 #include <filesystem>
 
 int main(int argc, char** argv) {
-  std::string ckpt, synth_out, preset = "llama2-7b", output = "md", device = "auto", batches = "1,4,16";
+  std::string ckpt, synth_out, preset = "llama2-7b", output = "md", device = "auto", batches = "1,4,16", code = "box";
   glvq::GenModelOptions mo;
   mo.tokenizer = false;
   glvq::BenchOptions bo;
@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--dim", so.dim, "--synth-checkpoint: lattice dimension d (default 8)")->check(CLI::PositiveNumber);
   app.add_option("--group-size", so.group_size, "--synth-checkpoint: columns per group (default 128)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--code", code, "--synth-checkpoint: box (default) or shaped (the quantizer's default code)")
+      ->check(CLI::IsMember({"box", "shaped"}));
   try {
     app.parse(argc, argv);
     if (!co->count() && !sy->count()) throw CLI::RequiredError("--checkpoint or --synth-checkpoint");
@@ -80,12 +82,13 @@ int main(int argc, char** argv) {
   return glvq::run_tool("glvq-bench", sy->count() ? synth_out : ckpt, [&]() {
     c10::NoGradGuard no_grad;
     if (sy->count()) {
+      so.shaped = code == "shaped";
       so.shape = glvq::synth_preset(preset, blocks > 0 ? blocks : (preset == "llama2-7b" ? 32 : 80));
       glvq::write_synth_checkpoint(synth_out, so, [](int done, int total) {
         if (done % 28 == 0 || done == total) std::fprintf(stderr, "glvq-bench: synth layer %d / %d\n", done, total);
       });
-      std::printf("glvq-bench: wrote %s (%s, %d layers, %d bits; random codes, for speed only)\n", synth_out.c_str(),
-                  preset.c_str(), so.shape.blocks, so.bits);
+      std::printf("glvq-bench: wrote %s (%s, %d layers, %d bits, %s code; random codes, for speed only)\n",
+                  synth_out.c_str(), preset.c_str(), so.shape.blocks, so.bits, code.c_str());
       return 0;
     }
     if (device == "auto") device = glvq::gen_cuda_built() ? "cuda" : "cpu";

@@ -4,6 +4,7 @@
 #include "ckpt/checkpoint.h"
 #include "common/error.h"
 #include "nn/llama.h"
+#include "quant/glvq_codebook.h"
 #include "quant/glvq_codec.h"
 #include "quant/glvq_hadamard.h"
 
@@ -14,7 +15,8 @@ namespace glvq {
 namespace {
 
 
-/// Random bytes: every b-bit value is a valid box code, so any bytes decode.
+/// Random bytes: every b-bit value is a valid box code and every 8b-bit string a valid
+/// shaped sub-code, so any bytes decode.
 void fill_random(uint8_t* p, int64_t n, uint64_t seed) {
   uint64_t s = seed;
   int64_t i = 0;
@@ -31,6 +33,7 @@ QuantizedLinear synth_layer(int64_t out, int64_t in, const SynthCheckpointOption
   L.in = in;
   L.dim = o.dim;
   L.group_size = o.group_size;
+  L.code = o.shaped ? GlvqCode::shaped : GlvqCode::box;
   const int64_t B = L.groups(), d = o.dim;
   QuantizedLinear q;
   q.method = "glvq";
@@ -42,8 +45,9 @@ QuantizedLinear synth_layer(int64_t out, int64_t in, const SynthCheckpointOption
   fill_random(codes.data_ptr<uint8_t>(), codes.numel(), seed);
   at::manual_seed(seed);
   const at::Tensor G = (at::eye(d).expand({B, d, d}) + 0.05 * at::randn({B, d, d})).to(at::kHalf).contiguous();
-  // rms of t = z + 1/2 over 2^b equally likely levels: sqrt((4^b - 1) / 12); weights of rms ~0.02
-  const double t_rms = std::sqrt((std::pow(4.0, o.bits) - 1) / 12.0);
+  // rms of t = z + 1/2 over 2^b equally likely levels: sqrt((4^b - 1) / 12); the shaped
+  // books are made for unit Gaussian data (rms ~1); weights of rms ~0.02
+  const double t_rms = o.shaped ? 1.0 : std::sqrt((std::pow(4.0, o.bits) - 1) / 12.0);
   q.arrays["codes"] = codes;
   q.arrays["G"] = G;
   q.arrays["mu"] = at::zeros({B}, at::TensorOptions().dtype(at::kHalf));
@@ -52,7 +56,8 @@ QuantizedLinear synth_layer(int64_t out, int64_t in, const SynthCheckpointOption
   q.arrays["signs_in"] = glvq_pack_signs(glvq_random_signs(in, seed + 1));
   q.arrays["signs_out"] = glvq_pack_signs(glvq_random_signs(out, seed + 2));
   q.attrs = {{"dim", double(d)}, {"group_size", double(o.group_size)}, {"incoherence", 1.0}, {"seed", double(seed)},
-             {"code", 0.0}};
+             {"code", double(static_cast<int>(L.code))}};
+  if (o.shaped) q.attrs["codebook"] = double(kShapedBookVersion);
   return q;
 }
 
@@ -64,6 +69,7 @@ void write_synth_checkpoint(const std::string& path, const SynthCheckpointOption
   GLVQ_USAGE_CHECK(o.bits >= 1 && o.bits <= 8, "--bits {} must be 1..8", o.bits);
   GLVQ_USAGE_CHECK(o.dim >= 1 && o.group_size % o.dim == 0 && o.group_size % 16 == 0,
                    "--dim {} must divide --group-size {}, a multiple of 16", o.dim, o.group_size);
+  GLVQ_USAGE_CHECK(!o.shaped || o.dim % 8 == 0, "--code shaped needs --dim a multiple of 8, not {}", o.dim);
   GLVQ_USAGE_CHECK(s.hidden % s.heads == 0 && s.heads % s.kv_heads == 0, "heads {} / kv heads {} do not fit hidden {}",
                    s.heads, s.kv_heads, s.hidden);
   const nlohmann::json mc = {{"architectures", {"LlamaForCausalLM"}},

@@ -34,7 +34,14 @@ at::Tensor glvq_decode_cuda(const GlvqLayout& L, const at::Tensor& bits, const a
   p.Ginv = Ginv_d.data_ptr<float>();
   p.group_offsets = off_d.data_ptr<int64_t>();
   at::Tensor W = at::empty({L.out, L.in}, at::TensorOptions().dtype(at::kFloat).device(device));
-  const cudaError_t rc = glvq_decode_launch(L, p, codes_d.data_ptr<uint8_t>(), W.data_ptr<float>(), L.in, nullptr);
+  // The kernel runs on the legacy default stream, which does not wait for a non-blocking
+  // stream (glvq-generate's) that may have made the uploads above, nor does such a stream
+  // wait for it: the device is synchronised on both sides (a load-time path). Without the
+  // first, a kernel read bits and offsets before they arrived (illegal address, 2026-12-07).
+  cudaError_t rc = cudaDeviceSynchronize();
+  GLVQ_CHECK(rc == cudaSuccess, "the GPU failed before decoding layer [{}, {}]: {}", L.out, L.in, cudaGetErrorString(rc));
+  rc = glvq_decode_launch(L, p, codes_d.data_ptr<uint8_t>(), W.data_ptr<float>(), L.in, nullptr);
+  if (rc == cudaSuccess) rc = cudaDeviceSynchronize();
   GLVQ_CHECK(rc == cudaSuccess, "GLVQ decode kernel failed on {}: {}", device.str(), cudaGetErrorString(rc));
   return W;
 }

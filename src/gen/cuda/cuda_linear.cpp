@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "gen/cuda/cuda_state.h"
 #include "glvq_gemv.cuh"
+#include "glvq_gemv_shaped.cuh"
 #include "glvq_orth.cuh"
 #include "quant/glvq_codec.h"
 #include "quant/glvq_hadamard.h"
@@ -54,31 +55,50 @@ const OrthTable& orth_table(Decoder::CudaState& st, int64_t n) {
 const __half* hptr(const at::Tensor& t) { return reinterpret_cast<const __half*>(t.data_ptr<at::Half>()); }
 __half* hptr_mut(at::Tensor& t) { return reinterpret_cast<__half*>(t.data_ptr<at::Half>()); }
 
+/// A GLVQ layer run by the fused decode-GEMV: the box code through the tensor-core path
+/// on its mma layout (repacked at load), the shaped code straight from the checkpoint's
+/// codes (kernels/glvq_gemv_shaped.cuh); the incoherence transforms around either.
 class FusedGlvqLinear : public GenLinear {
  public:
   FusedGlvqLinear(const QuantizedLinear& q, const GlvqLayout& L, Decoder::CudaState& st) : L_(L) {
     const at::Device dev = st.device();
     const int64_t B = L.groups(), d = L.dim;
     const at::Tensor bits = array_of(q, "bits", B).contiguous();
-    plan_ = glvq_mma_plan(L.out, L.in, L.dim, L.group_size, bits.data_ptr<uint8_t>());
     const std::vector<int64_t> off = glvq_group_offsets(L, bits.data_ptr<uint8_t>());
     const at::Tensor codes = array_of(q, "codes", off.back()).contiguous();
-    at::Tensor packed = at::empty({plan_.bytes()}, at::TensorOptions().dtype(at::kByte));
-    glvq_mma_repack(plan_, bits.data_ptr<uint8_t>(), codes.data_ptr<uint8_t>(), packed.data_ptr<uint8_t>());
-    packed_ = packed.to(dev);
-    coff_ = at::tensor(at::ArrayRef<int64_t>(plan_.chunk_offsets), at::TensorOptions().dtype(at::kLong)).to(dev);
-    cbits_ = at::tensor(at::ArrayRef<uint8_t>(plan_.chunk_bits), at::TensorOptions().dtype(at::kByte)).to(dev);
+    if (L.code == GlvqCode::shaped) {
+      const cudaError_t e = glvq_gemv_shaped_prepare();  // before the decode step's graph capture
+      GLVQ_CHECK(e == cudaSuccess, "loading the shaped codebooks on the GPU failed: {}", cudaGetErrorString(e));
+      const std::vector<int32_t> chunks = glvq_shaped_gemv_chunks(L, bits.data_ptr<uint8_t>(), off.data());
+      packed_ = codes.to(dev);
+      coff_ = at::tensor(at::ArrayRef<int64_t>(off), at::TensorOptions().dtype(at::kLong)).to(dev);
+      chunks_ = at::tensor(at::ArrayRef<int32_t>(chunks), at::TensorOptions().dtype(at::kInt)).to(dev);
+      S_.L = L;
+      S_.codes = packed_.data_ptr<uint8_t>();
+      S_.chunks = chunks_.data_ptr<int32_t>();
+      S_.nchunks = int64_t(chunks.size() / 4);
+      p_.group_offsets = coff_.data_ptr<int64_t>();
+      bytes_ = packed_.numel() + chunks_.numel() * 4 + coff_.numel() * 8;
+    } else {
+      plan_ = glvq_mma_plan(L.out, L.in, L.dim, L.group_size, bits.data_ptr<uint8_t>());
+      at::Tensor packed = at::empty({plan_.bytes()}, at::TensorOptions().dtype(at::kByte));
+      glvq_mma_repack(plan_, bits.data_ptr<uint8_t>(), codes.data_ptr<uint8_t>(), packed.data_ptr<uint8_t>());
+      packed_ = packed.to(dev);
+      coff_ = at::tensor(at::ArrayRef<int64_t>(plan_.chunk_offsets), at::TensorOptions().dtype(at::kLong)).to(dev);
+      cbits_ = at::tensor(at::ArrayRef<uint8_t>(plan_.chunk_bits), at::TensorOptions().dtype(at::kByte)).to(dev);
+      M_ = glvq_mma_device(plan_, packed_.data_ptr<uint8_t>(), coff_.data_ptr<int64_t>(), cbits_.data_ptr<uint8_t>());
+      bytes_ = plan_.bytes();
+    }
     G_ = array_of(q, "G", B * d * d).to(at::kFloat).contiguous().to(dev);
     scale_ = array_of(q, "scale", B).to(at::kFloat).contiguous().to(dev);
     mu_ = array_of(q, "mu", B).to(at::kFloat).contiguous().to(dev);
     bits_ = bits.to(dev);
-    M_ = glvq_mma_device(plan_, packed_.data_ptr<uint8_t>(), coff_.data_ptr<int64_t>(), cbits_.data_ptr<uint8_t>());
     p_.bits = bits_.data_ptr<uint8_t>();
     p_.scale = scale_.data_ptr<float>();
     p_.mu = mu_.data_ptr<float>();
     p_.G = G_.data_ptr<float>();
     ws_ = st.workspace(L);
-    bytes_ = plan_.bytes() + (G_.numel() + scale_.numel()) * 4;
+    bytes_ += (G_.numel() + scale_.numel()) * 4;
     incoh_ = attr_of(q, "incoherence", 0, true) != 0;
     if (incoh_) {
       s_in_ = glvq_unpack_signs(array_of(q, "signs_in", (L.in + 7) / 8), L.in).to(dev);
@@ -98,15 +118,19 @@ class FusedGlvqLinear : public GenLinear {
     at::Tensor y = at::empty({rows, L_.out}, x.options());
     for (int64_t r0 = 0; r0 < rows; r0 += kMaxRows) {
       const int nb = int(std::min<int64_t>(kMaxRows, rows - r0));
-      const cudaError_t e = glvq_gemv_mma_launch(M_, p_, hptr(x) + r0 * L_.in, L_.in, hptr_mut(y) + r0 * L_.out,
-                                                 L_.out, nb, ws_->ws, stream);
+      const cudaError_t e =
+          L_.code == GlvqCode::shaped
+              ? glvq_gemv_shaped_launch(S_, p_, hptr(x) + r0 * L_.in, L_.in, hptr_mut(y) + r0 * L_.out, L_.out, nb,
+                                        ws_->ws, stream)
+              : glvq_gemv_mma_launch(M_, p_, hptr(x) + r0 * L_.in, L_.in, hptr_mut(y) + r0 * L_.out, L_.out, nb,
+                                     ws_->ws, stream);
       GLVQ_CHECK(e == cudaSuccess, "fused GLVQ GEMV [{}, {}] failed: {}", L_.out, L_.in, cudaGetErrorString(e));
     }
     if (incoh_) y = orth(y, L_.out, *t_out_, s_out_, true, stream);
     return y;
   }
   int64_t weight_bytes() const override { return bytes_; }
-  std::string kind() const override { return "glvq fused"; }
+  std::string kind() const override { return L_.code == GlvqCode::shaped ? "glvq shaped fused" : "glvq fused"; }
 
  private:
   static constexpr int64_t kMaxRows = 16;  // the GEMV's largest batch
@@ -123,9 +147,10 @@ class FusedGlvqLinear : public GenLinear {
 
   GlvqLayout L_;
   GlvqMmaPlan plan_;
-  GlvqMmaDevice M_{};
+  GlvqMmaDevice M_{};       // box code
+  GlvqShapedDevice S_{};    // shaped code
   GlvqDeviceParams p_{};
-  at::Tensor packed_, coff_, cbits_, G_, scale_, mu_, bits_, s_in_, s_out_;
+  at::Tensor packed_, coff_, cbits_, chunks_, G_, scale_, mu_, bits_, s_in_, s_out_;
   std::shared_ptr<GemvWorkspace> ws_;
   bool incoh_ = false;
   const OrthTable* t_in_ = nullptr;
@@ -136,7 +161,7 @@ class FusedGlvqLinear : public GenLinear {
 }  // namespace
 
 std::shared_ptr<GemvWorkspace> Decoder::CudaState::workspace(const GlvqLayout& L) {
-  const auto key = std::make_tuple(L.out, L.in, L.group_size);
+  const auto key = std::make_tuple(L.out, L.in, L.group_size, L.dim);  // d: the padded width of xt
   auto it = ws.find(key);
   if (it != ws.end()) return it->second;
   auto w = std::make_shared<GemvWorkspace>();
@@ -151,18 +176,22 @@ std::shared_ptr<GemvWorkspace> Decoder::CudaState::workspace(const GlvqLayout& L
 
 std::string cuda_fused_unsupported(const QuantizedLinear& q, GlvqLayout* L) {
   if (q.method != "glvq") return "method " + q.method;
-  if (attr_of(q, "code", 0, false) != 0) return "shaped code";
   L->out = q.out;
   L->in = q.in;
   L->dim = int(attr_of(q, "dim", 0, true));
   L->group_size = int(attr_of(q, "group_size", 0, true));
-  GLVQ_CHECK(L->dim >= 1 && L->group_size >= L->dim && L->group_size % L->dim == 0 && q.in % L->group_size == 0,
+  L->code = attr_of(q, "code", 0, false) != 0 ? GlvqCode::shaped : GlvqCode::box;
+  GLVQ_CHECK(L->dim >= 1 && L->group_size >= L->dim && L->group_size % L->dim == 0,
              "glvq layer [{}, {}] has dim {} and group_size {}, which do not fit: the checkpoint is damaged", q.out,
              q.in, L->dim, L->group_size);
   const at::Tensor bits = array_of(q, "bits", L->groups()).contiguous();
   const at::Tensor mu = array_of(q, "mu", L->groups()).to(at::kFloat).contiguous();
-  const std::string why =
-      glvq_mma_unsupported(q.out, q.in, L->dim, L->group_size, bits.data_ptr<uint8_t>(), mu.data_ptr<float>());
+  std::string why;
+  if (L->code == GlvqCode::shaped) {
+    why = glvq_gemv_shaped_unsupported(*L, bits.data_ptr<uint8_t>(), mu.data_ptr<float>());
+  } else {
+    why = glvq_mma_unsupported(q.out, q.in, L->dim, L->group_size, bits.data_ptr<uint8_t>(), mu.data_ptr<float>());
+  }
   if (!why.empty()) return why;
   if (attr_of(q, "incoherence", 0, true) != 0 && std::max(q.in, q.out) > glvq_orth_max_n())
     return "incoherence transform too large for shared memory";

@@ -32,7 +32,7 @@ struct Decoder::CudaState {
 
   c10::cuda::CUDAStream stream;  ///< every kernel of the decoder runs here (capture needs a non-default stream)
   bool graph_enabled = true;
-  std::map<std::tuple<int64_t, int64_t, int>, std::shared_ptr<GemvWorkspace>> ws;
+  std::map<std::tuple<int64_t, int64_t, int, int>, std::shared_ptr<GemvWorkspace>> ws;  // out, in, gs, d
   std::map<int64_t, OrthTable> orth;
   // the captured decode step: its inputs and output live at fixed addresses
   std::unique_ptr<at::cuda::CUDAGraph> graph;
