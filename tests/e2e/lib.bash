@@ -24,6 +24,16 @@ expect_exit() {
   grep -qE -- "$pattern" <<<"$out" || { echo "$out" | tail -20; fail "output lacks /$pattern/: $*"; }
 }
 
+# wait_line PATTERN FILE PID: until FILE has a line matching PATTERN (60 s at most; fails
+# when process PID ends first).
+wait_line() {
+  local t=0
+  until grep -qE -- "$1" "$2" 2>/dev/null; do
+    sleep 0.05; t=$((t + 1)); ((t < 1200)) || fail "no /$1/ in $2 after 60s"
+    kill -0 "$3" 2>/dev/null || fail "the job ended before /$1/ (see $2)"
+  done
+}
+
 # same_checkpoint A B: every dataset and attribute under /layers and /tensors of two
 # model.glvq.h5 files is equal; only the recorded wall time of layers ("seconds") may differ.
 # GLVQ_E2E_COMPARE=export (for machines without hdf5-tools, e.g. the GPU machine) compares
