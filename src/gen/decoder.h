@@ -1,11 +1,12 @@
 #pragma once
 /// A GenModel ready to run on one device with a KV cache: glvq-generate's and
 /// glvq-bench's engine. CPU: every linear dequantized once by the codec
-/// reference (fp32). CUDA: fp16 activations; GLVQ layers without companding in
-/// the box code run the fused decode-GEMV (kernels/glvq_gemv.cu, mma layout),
-/// with the incoherence transform on the activations (kernels/glvq_orth.cu);
-/// every other layer (shaped code, mu > 0, RTN/GPTQ) is dequantized once to
-/// fp16 and runs through cuBLAS. A decode step (one token per sequence) is
+/// reference (fp32). CUDA: fp16 activations; GLVQ layers without companding run
+/// a fused decode-GEMV (box code: kernels/glvq_gemv.cu on the mma layout; shaped
+/// code: kernels/glvq_gemv_shaped.cu on the checkpoint's codes), with the
+/// incoherence transform on the activations (kernels/glvq_orth.cu); every other
+/// layer (mu > 0, RTN/GPTQ, a box layer the mma layout cannot hold) is dequantized
+/// once to fp16 and runs through cuBLAS. A decode step (one token per sequence) is
 /// captured once into a CUDA graph and replayed.
 #include "gen/gen_forward.h"
 #include "gen/gen_model.h"
