@@ -52,6 +52,10 @@ declare -A rows=(
   [glvq8-w2-box-ft]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.code=box --set quant.finetune.block=true"
   [gptq-w2-ft]="--set quant.method=gptq --set quant.bits=2 --set quant.finetune.block=true"
   [rtn-w2-ft]="--set quant.method=rtn --set quant.bits=2 --set quant.finetune.block=true"
+  # End-to-end fine-tuning (quant.finetune.e2e, in gather), alone and after block fine-tuning.
+  [glvq8-w2-e2e]="--set quant.method=glvq --set quant.bits=2 --set quant.finetune.e2e=true"
+  [glvq8-w2-ft-e2e]="--set quant.method=glvq --set quant.bits=2 --set quant.finetune.block=true --set quant.finetune.e2e=true"
+  [glvq32-w2-ft-e2e]="--set quant.method=glvq --set quant.bits=2 --set quant.glvq.dim=32 --set quant.glvq.group_size=0 --set quant.finetune.block=true --set quant.finetune.e2e=true"
 )
 order=${MATRIX:-"fp rtn-w4 rtn-w3 rtn-w2 gptq-w4 gptq-w3 gptq-w2 glvq8-w2-paper glvq8-w2 glvq8-w3 glvq8-w4 glvq32-w2"}
 mkdir -p "$out"
