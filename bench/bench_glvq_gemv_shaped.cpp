@@ -99,17 +99,7 @@ int main(int argc, char** argv) {
       char shape[32];
       std::snprintf(shape, sizeof shape, "%lldx%lld", (long long)out, (long long)in);
       bench::Rng rng(out * 31 + in);
-      std::vector<uint8_t> wb(size_t(out) * in * 2);
-      rng.fill_bytes(wb);
-      for (size_t i = 0; i < wb.size(); i += 2) {  // fp16 of magnitude ~2^-7
-        const uint16_t v = uint16_t(((wb[i] | (wb[i + 1] << 8)) & 0x83FF) | 0x2000);
-        wb[i] = uint8_t(v);
-        wb[i + 1] = uint8_t(v >> 8);
-      }
-      void* w0 = nullptr;
-      CUDA_CHECK(cudaMalloc(&w0, wb.size()));
-      CUDA_CHECK(cudaMemcpy(w0, wb.data(), wb.size(), cudaMemcpyHostToDevice));
-      std::vector<uint8_t>().swap(wb);
+      void* w0 = bench::random_fp16_device(out, in, rng);  // cuBLAS's weights
       const bench::Rotation Wr(w0, size_t(out) * in * 2, rot_min);
       CUDA_CHECK(cudaFree(w0));
       std::vector<__half> xh(size_t(16) * in);

@@ -109,6 +109,22 @@ struct Rotation {
   }
 };
 
+/// A random fp16 [out, in] matrix of magnitude ~2^-7 (the cuBLAS baselines' weights) on the
+/// device, drawn from RNG; the caller frees it.
+inline void* random_fp16_device(int64_t out, int64_t in, Rng& rng) {
+  std::vector<uint8_t> wb(size_t(out) * in * 2);
+  rng.fill_bytes(wb);
+  for (size_t i = 0; i < wb.size(); i += 2) {
+    const uint16_t v = uint16_t(((wb[i] | (wb[i + 1] << 8)) & 0x83FF) | 0x2000);
+    wb[i] = uint8_t(v);
+    wb[i + 1] = uint8_t(v >> 8);
+  }
+  void* w = nullptr;
+  CUDA_CHECK(cudaMalloc(&w, wb.size()));
+  CUDA_CHECK(cudaMemcpy(w, wb.data(), wb.size(), cudaMemcpyHostToDevice));
+  return w;
+}
+
 inline size_t l2_bytes() {
   int dev = 0, l2 = 0;
   CUDA_CHECK(cudaGetDevice(&dev));

@@ -14,13 +14,6 @@ constexpr int kMaxDim = 64;
 
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-int sm_count() {
-  int dev = 0, n = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 132;
-  return n;
-}
-
 // --------------------------------------------------------------------------------------
 // Split-K results: y[n, r] = yacc[n, r] (ACCUMULATE: y[n, r] + yacc[n, r]), then yacc back to zero.
 __global__ void finalize_kernel(float* __restrict__ yacc, int64_t out_pad, int64_t out, int batch,
@@ -197,7 +190,7 @@ cudaError_t launch_mma_kt(mma_gemv::Args a, const GlvqGemvTuning& tune, cudaStre
     // As many K splits as fit in one wave of resident blocks: a partial second wave
     // would run at low occupancy (the kernel is latency-bound), and more splits only
     // add split-K reduction work.
-    static const int sms = sm_count();
+    static const int sms = glvq_sm_count();
     static int occ[2][2][16] = {};  // per instantiation <KT, NB>, per unroll, per code form, per device
     const int per_sm = std::min(blocks_per_sm(kernel, occ[tune.unroll >= 2 ? 1 : 0][tune.subnormal ? 1 : 0]),
                                 std::max(1, tune.warps_per_sm / kWarps));
@@ -234,6 +227,13 @@ cudaError_t launch_mma(const mma_gemv::Args& a, int kt, const GlvqGemvTuning& tu
 }  // namespace
 
 // --------------------------------------------------------------------------------------
+int glvq_sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 132;
+  return n;
+}
+
 size_t glvq_gemv_workspace_bytes(const GlvqLayout& L, int max_batch) {
   const int64_t mt = (L.out + 15) / 16;
   return size_t(round_up(int64_t(max_batch) * glvq_gemv_xt_cols(L) * 2, 256) + round_up(int64_t(max_batch) * L.groups() * 4, 256) +

@@ -33,6 +33,10 @@ struct GlvqGemvWorkspace {
   int max_batch = 0;
 };
 
+/// Multiprocessors of the current device (132 when it cannot be asked): the launchers size
+/// their grids to one wave.
+int glvq_sm_count();
+
 /// Columns of the transformed activation xt per batch row: every group's vectors, a
 /// narrower last vector padded to d (the shaped path's transform writes them all).
 inline int64_t glvq_gemv_xt_cols(const GlvqLayout& L) {

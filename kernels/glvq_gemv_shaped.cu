@@ -315,13 +315,6 @@ __global__ void __launch_bounds__(kXformThreads) shaped_xform_kernel(const __hal
   }
 }
 
-int sm_count() {
-  int dev = 0, n = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 132;
-  return n;
-}
-
 /// Resident blocks per multiprocessor of KERNEL (cached per instantiation SLOT and device).
 int resident_blocks(void (*kernel)(Args), int slot) {
   static int cache[2][64] = {};
@@ -390,7 +383,7 @@ cudaError_t glvq_gemv_shaped_launch(const GlvqShapedDevice& M, const GlvqDeviceP
          int(M.nchunks), 0, 0, batch, L.group_size / 8, ws.yacc, ws.counters, y, ldy};
   const int64_t row_blocks = (a.row_tiles + kWarps - 1) / kWarps;
   // one wave of resident blocks: K splits first (each block then loops over row blocks)
-  static const int sms = sm_count();
+  static const int sms = glvq_sm_count();
   const auto kernel = batch <= 8 ? shaped_gemv_kernel<1> : shaped_gemv_kernel<2>;
   const int64_t wave = int64_t(std::min(resident_blocks(kernel, batch <= 8 ? 0 : 1), std::max(1, tune.warps_per_sm / kWarps))) * sms;
   int splits = tune.splits;

@@ -141,6 +141,21 @@ inline float half_value(uint16_t b) {
   return __half2float(__half(r));
 }
 
+/// n values of N(0, 1), each exactly representable in fp16 (activations for the GEMV tests).
+inline std::vector<float> random_x(uint32_t seed, size_t n) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = half_value(half_bits(nd(rng)));
+  return x;
+}
+
+inline std::vector<__half> to_half(const std::vector<float>& v) {
+  std::vector<__half> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2half_rn(v[i]);
+  return h;
+}
+
 /// The transformed activation the mma path uses, in column order (not fragment order),
 /// rounded to fp16: xt[n, g*gs + v*d + k] = fp16(s_g sum_i G_g[i][k] x[n, g*gs + v*d + i]).
 inline std::vector<float> transformed_x(const Layer& y, const std::vector<float>& x, int batch) {

@@ -19,18 +19,13 @@ namespace {
 
 using test::DevBuf;
 
-struct ShapedLayer {
-  GlvqLayout L;
-  std::vector<uint8_t> bits, codes;
-  std::vector<float> scale, mu, G, Ginv, W;  // W = W_hat (the reference decode)
-  std::vector<int64_t> off;
-};
-
-ShapedLayer make_shaped(uint32_t seed, GlvqLayout L, const std::vector<uint8_t>& widths) {
+/// A shaped layer of random codes; its W is the reference decode W_hat (not a weight it was
+/// encoded from).
+test::Layer make_shaped(uint32_t seed, GlvqLayout L, const std::vector<uint8_t>& widths) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::uniform_real_distribution<float> us(0.01f, 0.05f);
-  ShapedLayer y;
+  test::Layer y;
   L.code = GlvqCode::shaped;
   y.L = L;
   const int d = L.dim;
@@ -50,17 +45,8 @@ ShapedLayer make_shaped(uint32_t seed, GlvqLayout L, const std::vector<uint8_t>&
   y.codes.resize(size_t(y.off.back()));
   for (auto& c : y.codes) c = uint8_t(byte(rng));
   y.W.resize(size_t(L.out) * L.in);
-  const GlvqGroupParams hp{y.bits.data(), y.scale.data(), y.mu.data(), y.G.data(), y.Ginv.data()};
-  glvq_decode_ref(L, hp, y.codes.data(), y.W.data());
+  glvq_decode_ref(L, y.view(), y.codes.data(), y.W.data());
   return y;
-}
-
-std::vector<float> random_x(uint32_t seed, size_t n) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (auto& v : x) v = test::half_value(test::half_bits(nd(rng)));
-  return x;
 }
 
 struct Case {
@@ -86,33 +72,23 @@ TEST(GlvqShapedGemvGpu, MatchesTheReferenceDecode) {
   uint32_t seed = 9100;
   for (Case cs : cases) {
     if (cs.L.group_size == 0) cs.L.group_size = int(cs.L.in);
-    const ShapedLayer y = make_shaped(seed++, cs.L, cs.widths);
+    const test::Layer y = make_shaped(seed++, cs.L, cs.widths);
     const GlvqLayout& L = y.L;
     ASSERT_EQ(glvq_gemv_shaped_unsupported(L, y.bits.data(), y.mu.data()), "");
-    DevBuf<uint8_t> bits(y.bits), codes(y.codes);
-    DevBuf<float> scale(y.scale), mu(y.mu), G(y.G), Ginv(y.Ginv);
-    DevBuf<int64_t> off(y.off);
+    test::DevLayer dl(y);
     DevBuf<int32_t> chunks(glvq_shaped_gemv_chunks(L, y.bits.data(), y.off.data()));
-    GlvqDeviceParams p;
-    p.bits = bits.p;
-    p.scale = scale.p;
-    p.mu = mu.p;
-    p.G = G.p;
-    p.Ginv = Ginv.p;
-    p.group_offsets = off.p;
+    const GlvqDeviceParams p = dl.params();
     GlvqShapedDevice M;
     M.L = L;
-    M.codes = codes.p;
+    M.codes = dl.codes.p;
     M.chunks = chunks.p;
     M.nchunks = int64_t(chunks.n / 4);
     DevBuf<char> wsb(glvq_gemv_workspace_bytes(L, 16));
     GlvqGemvWorkspace ws;
     CUDA_CHECK(glvq_gemv_workspace_init(L, 16, wsb.p, &ws, nullptr));
     for (int batch : cs.batches) {
-      const std::vector<float> x = random_x(seed++, size_t(batch) * L.in);
-      std::vector<__half> xh(x.size());
-      for (size_t i = 0; i < x.size(); ++i) xh[i] = __float2half_rn(x[i]);
-      DevBuf<__half> xd(xh);
+      const std::vector<float> x = test::random_x(seed++, size_t(batch) * L.in);
+      DevBuf<__half> xd(test::to_half(x));
       const int64_t ldy = L.out + 3;
       DevBuf<__half> yd(size_t(batch) * ldy);
       // y_ref = W_hat x in double; the bound counts fp16 rounding of the transformed

@@ -208,19 +208,8 @@ GemvError gemv_error(const GemvRef& R, int64_t out, int batch, const std::vector
   return e;
 }
 
-std::vector<float> random_x(uint32_t seed, size_t n) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (auto& v : x) v = test::half_value(test::half_bits(nd(rng)));
-  return x;
-}
-
-std::vector<__half> to_half(const std::vector<float>& v) {
-  std::vector<__half> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2half_rn(v[i]);
-  return h;
-}
+using test::random_x;
+using test::to_half;
 
 TEST(GlvqGpu, GemvNaiveMatchesReference) {
   SKIP_WITHOUT_GPU();
