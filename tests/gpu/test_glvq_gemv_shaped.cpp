@@ -68,6 +68,7 @@ TEST(GlvqShapedGemvGpu, MatchesTheReferenceDecode) {
       {{16, 192, 64, 64}, {6, 7, 1}, {1}},                 // d = 64
       {{48, 96, 8, 32}, {2, 1}, {1, 11}},                  // gs 32: 4 sub-codes a chunk
       {{1024, 4096, 8, 128}, {2, 1, 3, 2}, {1, 4}},        // many splits
+      {{9, 272, 8, 136}, {1, 3}, {1, 3}},                  // 17 sub-codes a row: full chunks read byte by byte
   };
   uint32_t seed = 9100;
   for (Case cs : cases) {
