@@ -2,7 +2,8 @@
 // path in glvq-generate) against cuBLAS fp16 and the box code's tensor-core path, same
 // run, Llama-2-70B layer shapes, graph timing (as a decode step replays it), weights
 // cycled so that no call finds them in L2. Widths: uniform 2 bits, and a bit-allocation
-// mix of 1/2/3-bit groups averaging 2 (what a 2-bit GLVQ checkpoint holds).
+// mix of 1/2/3-bit groups averaging 2 (what a 2-bit GLVQ checkpoint holds). Rows come per
+// path, each at batch 1, 4, 16 (--quick: batch 1, d = 8 only).
 //   bench_glvq_gemv_shaped [--quick]
 #ifdef GLVQ_WITH_CUDA
 #include <cublas_v2.h>
@@ -109,28 +110,34 @@ int main(int argc, char** argv) {
       CUDA_CHECK(cudaMemcpy(x, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
       CUDA_CHECK(cudaMalloc(&y, size_t(16) * out * 2));
       const double w16 = double(out) * in * 2;
-      for (int batch : {1, 4, 16}) {
-        if (quick && batch != 1) continue;
-        const double io = batch * (double(in) + double(out)) * 2;
-        const double t16 =
-            bench::time_graph_us([&](int i) { cublas_gemv(h, Wr.at<__half>(i), out, in, x, y, batch); }, st, iters);
-        row(shape, "cuBLAS fp16 GemmEx", batch, t16, w16 + io, t16);
-        // box code, tensor-core path (the synthetic checkpoints' code)
-        {
-          Layer B(out, in, 8, {2}, GlvqCode::box, 11);
-          const GlvqMmaPlan P = glvq_mma_plan(out, in, 8, 128, B.bits.data());
-          std::vector<uint8_t> packed(P.bytes());
-          glvq_mma_repack(P, B.bits.data(), B.codes.data(), packed.data());
-          std::vector<void*> own;
-          const uint8_t* pk = upload(packed, own);
-          const bench::Rotation Pk(pk, packed.size(), rot_min);
-          const int64_t* co = upload(P.chunk_offsets, own);
-          const uint8_t* cb = upload(P.chunk_bits, own);
-          void* wsb = nullptr;
-          CUDA_CHECK(cudaMalloc(&wsb, glvq_gemv_workspace_bytes(B.L, 16)));
-          GlvqGemvWorkspace ws;
-          CUDA_CHECK(glvq_gemv_workspace_init(B.L, 16, wsb, &ws, st));
-          const GlvqMmaDevice M0 = glvq_mma_device(P, pk, co, cb);
+      // Each layer is built once per shape and timed at every batch (building a 70B-shaped
+      // layer and its copies costs seconds of host time).
+      std::vector<int> batches = {1, 4, 16};
+      if (quick) batches = {1};
+      auto io = [&](int batch) { return batch * (double(in) + double(out)) * 2; };
+      std::vector<double> t16;
+      for (int batch : batches) {
+        t16.push_back(
+            bench::time_graph_us([&](int i) { cublas_gemv(h, Wr.at<__half>(i), out, in, x, y, batch); }, st, iters));
+        row(shape, "cuBLAS fp16 GemmEx", batch, t16.back(), w16 + io(batch), t16.back());
+      }
+      {  // box code, tensor-core path (the synthetic checkpoints' code)
+        Layer B(out, in, 8, {2}, GlvqCode::box, 11);
+        const GlvqMmaPlan P = glvq_mma_plan(out, in, 8, 128, B.bits.data());
+        std::vector<uint8_t> packed(P.bytes());
+        glvq_mma_repack(P, B.bits.data(), B.codes.data(), packed.data());
+        std::vector<void*> own;
+        const uint8_t* pk = upload(packed, own);
+        const bench::Rotation Pk(pk, packed.size(), rot_min);
+        const int64_t* co = upload(P.chunk_offsets, own);
+        const uint8_t* cb = upload(P.chunk_bits, own);
+        void* wsb = nullptr;
+        CUDA_CHECK(cudaMalloc(&wsb, glvq_gemv_workspace_bytes(B.L, 16)));
+        GlvqGemvWorkspace ws;
+        CUDA_CHECK(glvq_gemv_workspace_init(B.L, 16, wsb, &ws, st));
+        const GlvqMmaDevice M0 = glvq_mma_device(P, pk, co, cb);
+        for (size_t k = 0; k < batches.size(); ++k) {
+          const int batch = batches[k];
           const double t = bench::time_graph_us(
               [&](int i) {
                 GlvqMmaDevice M = M0;
@@ -138,35 +145,38 @@ int main(int argc, char** argv) {
                 CUDA_CHECK(glvq_gemv_mma_launch(M, B.p, x, in, y, out, batch, ws, st));
               },
               st, iters);
-          row(shape, "box d=8 2 bits (mma)", batch, t, double(packed.size()) + io, t16);
-          CUDA_CHECK(cudaFree(wsb));
-          for (void* q : own) cudaFree(q);
+          row(shape, "box d=8 2 bits (mma)", batch, t, double(packed.size()) + io(batch), t16[k]);
         }
-        struct Variant {
-          const char* name;
-          int d;
-          std::vector<uint8_t> widths;
-        };
-        const Variant vs[] = {{"shaped d=8 2 bits", 8, {2}},
-                              {"shaped d=8 1/2/3 bits (mean 2)", 8, {2, 1, 2, 3}},
-                              {"shaped d=32 2 bits", 32, {2}},
-                              {"shaped d=8 3 bits", 8, {3}},
-                              {"shaped d=8 4 bits", 8, {4}}};
-        for (const Variant& v : vs) {
-          if (quick && v.d != 8) continue;
-          Layer S(out, in, v.d, v.widths, GlvqCode::shaped, 13);
-          std::vector<void*> own;
-          const uint8_t* c0 = upload(S.codes, own);
-          const bench::Rotation Cr(c0, S.codes.size(), rot_min);
-          const std::vector<int32_t> ch = glvq_shaped_gemv_chunks(S.L, S.bits.data(), S.off.data());
-          GlvqShapedDevice M0;
-          M0.L = S.L;
-          M0.chunks = upload(ch, own);
-          M0.nchunks = int64_t(ch.size() / 4);
-          void* wsb = nullptr;
-          CUDA_CHECK(cudaMalloc(&wsb, glvq_gemv_workspace_bytes(S.L, 16)));
-          GlvqGemvWorkspace ws;
-          CUDA_CHECK(glvq_gemv_workspace_init(S.L, 16, wsb, &ws, st));
+        CUDA_CHECK(cudaFree(wsb));
+        for (void* q : own) cudaFree(q);
+      }
+      struct Variant {
+        const char* name;
+        int d;
+        std::vector<uint8_t> widths;
+      };
+      const Variant vs[] = {{"shaped d=8 2 bits", 8, {2}},
+                            {"shaped d=8 1/2/3 bits (mean 2)", 8, {2, 1, 2, 3}},
+                            {"shaped d=32 2 bits", 32, {2}},
+                            {"shaped d=8 3 bits", 8, {3}},
+                            {"shaped d=8 4 bits", 8, {4}}};
+      for (const Variant& v : vs) {
+        if (quick && v.d != 8) continue;
+        Layer S(out, in, v.d, v.widths, GlvqCode::shaped, 13);
+        std::vector<void*> own;
+        const uint8_t* c0 = upload(S.codes, own);
+        const bench::Rotation Cr(c0, S.codes.size(), rot_min);
+        const std::vector<int32_t> ch = glvq_shaped_gemv_chunks(S.L, S.bits.data(), S.off.data());
+        GlvqShapedDevice M0;
+        M0.L = S.L;
+        M0.chunks = upload(ch, own);
+        M0.nchunks = int64_t(ch.size() / 4);
+        void* wsb = nullptr;
+        CUDA_CHECK(cudaMalloc(&wsb, glvq_gemv_workspace_bytes(S.L, 16)));
+        GlvqGemvWorkspace ws;
+        CUDA_CHECK(glvq_gemv_workspace_init(S.L, 16, wsb, &ws, st));
+        for (size_t k = 0; k < batches.size(); ++k) {
+          const int batch = batches[k];
           auto call = [&](const GlvqShapedTuning& tune) {
             return [&, tune](int i) {
               GlvqShapedDevice M = M0;
@@ -174,22 +184,22 @@ int main(int argc, char** argv) {
               CUDA_CHECK(glvq_gemv_shaped_launch(M, S.p, x, in, y, out, batch, ws, st, tune));
             };
           };
-          const double bytes = double(S.codes.size()) + io + double(S.L.groups()) * (v.d * v.d * 4 + 4 + 1);
-          row(shape, v.name, batch, bench::time_graph_us(call(GlvqShapedTuning{}), st, iters), bytes, t16);
+          const double bytes = double(S.codes.size()) + io(batch) + double(S.L.groups()) * (v.d * v.d * 4 + 4 + 1);
+          row(shape, v.name, batch, bench::time_graph_us(call(GlvqShapedTuning{}), st, iters), bytes, t16[k]);
           if (!quick && batch == 1 && v.d == 8 && v.widths.size() == 1 && v.widths[0] == 2) {
             for (int w : {16, 32, 64}) {
               GlvqShapedTuning t;
               t.warps_per_sm = w;
               row(shape, std::string("  warps/sm ") + std::to_string(w), batch,
-                  bench::time_graph_us(call(t), st, iters), bytes, t16);
+                  bench::time_graph_us(call(t), st, iters), bytes, t16[k]);
             }
             GlvqShapedTuning np;
             np.pdl = false;
-            row(shape, "  no PDL", batch, bench::time_graph_us(call(np), st, iters), bytes, t16);
+            row(shape, "  no PDL", batch, bench::time_graph_us(call(np), st, iters), bytes, t16[k]);
           }
-          CUDA_CHECK(cudaFree(wsb));
-          for (void* q : own) cudaFree(q);
         }
+        CUDA_CHECK(cudaFree(wsb));
+        for (void* q : own) cudaFree(q);
       }
       CUDA_CHECK(cudaFree(x));
       CUDA_CHECK(cudaFree(y));

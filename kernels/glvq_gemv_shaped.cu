@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <type_traits>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "glvq_device.cuh"
@@ -385,7 +385,8 @@ cudaError_t glvq_gemv_shaped_launch(const GlvqShapedDevice& M, const GlvqDeviceP
   // one wave of resident blocks: K splits first (each block then loops over row blocks)
   static const int sms = glvq_sm_count();
   const auto kernel = batch <= 8 ? shaped_gemv_kernel<1> : shaped_gemv_kernel<2>;
-  const int64_t wave = int64_t(std::min(resident_blocks(kernel, batch <= 8 ? 0 : 1), std::max(1, tune.warps_per_sm / kWarps))) * sms;
+  const int per_sm = std::min(resident_blocks(kernel, batch <= 8 ? 0 : 1), std::max(1, tune.warps_per_sm / kWarps));
+  const int64_t wave = int64_t(per_sm) * sms;
   int splits = tune.splits;
   if (splits <= 0) {
     splits = int(std::max<int64_t>(1, wave / row_blocks));

@@ -34,10 +34,13 @@ at::Tensor glvq_decode_cuda(const GlvqLayout& L, const at::Tensor& bits, const a
   p.Ginv = Ginv_d.data_ptr<float>();
   p.group_offsets = off_d.data_ptr<int64_t>();
   at::Tensor W = at::empty({L.out, L.in}, at::TensorOptions().dtype(at::kFloat).device(device));
-  // The kernel runs on the legacy default stream, which does not wait for a non-blocking
-  // stream (glvq-generate's) that may have made the uploads above, nor does such a stream
-  // wait for it: the device is synchronised on both sides (a load-time path). Without the
-  // first, a kernel read bits and offsets before they arrived (illegal address, 2026-12-07).
+  // The kernel runs on the legacy default stream, while W and the uploads above come from the
+  // caching allocator under the caller's stream, which may be a non-blocking one (glvq-generate's):
+  // the two do not wait for each other. Before the launch, earlier work of the caller's stream may
+  // still use that memory; after it, the uploads are freed on return (the allocator can hand them
+  // out again) and the caller reads W. So the device is synchronised on both sides (a load-time
+  // path). Without it glvq-bench's fp16 baseline of a shaped 7B checkpoint died with an illegal
+  // address (2026-12-07).
   cudaError_t rc = cudaDeviceSynchronize();
   GLVQ_CHECK(rc == cudaSuccess, "the GPU failed before decoding layer [{}, {}]: {}", L.out, L.in, cudaGetErrorString(rc));
   rc = glvq_decode_launch(L, p, codes_d.data_ptr<uint8_t>(), W.data_ptr<float>(), L.in, nullptr);
