@@ -43,14 +43,20 @@ std::string e2e_block_path(const std::string& output_dir, int block) {
   return fmt::format("{}/finetune/e2e-block-{}.h5", output_dir, block);
 }
 
-void save_e2e_result(const std::string& output_dir, int n_blocks, const std::map<std::string, QuantizedLinear>& layers,
-                     const nlohmann::json& provenance, const nlohmann::json& result) {
+void save_e2e_result(const std::string& output_dir, int first, int end,
+                     const std::map<std::string, QuantizedLinear>& layers, const nlohmann::json& provenance,
+                     const nlohmann::json& result) {
+  GLVQ_CHECK(first >= 0 && end > first, "save_e2e_result: no blocks in [{}, {})", first, end);
   ensure_dir(output_dir + "/finetune");
   nlohmann::json prov = provenance;
   prov["result"] = result;
-  std::vector<std::map<std::string, QuantizedLinear>> blocks(static_cast<size_t>(n_blocks));
-  for (const auto& [name, q] : layers) blocks.at(static_cast<size_t>(layer_path_of(name).block)).emplace(name, q);
-  for (int b = 0; b < n_blocks; ++b) write_block_file(e2e_block_path(output_dir, b), b, blocks[size_t(b)], prov);
+  std::vector<std::map<std::string, QuantizedLinear>> blocks(static_cast<size_t>(end - first));
+  for (const auto& [name, q] : layers) {
+    const int b = layer_path_of(name).block;
+    GLVQ_CHECK(b >= first && b < end, "save_e2e_result: layer {} is outside blocks [{}, {})", name, first, end);
+    blocks[size_t(b - first)].emplace(name, q);
+  }
+  for (int b = first; b < end; ++b) write_block_file(e2e_block_path(output_dir, b), b, blocks[size_t(b - first)], prov);
 }
 
 bool load_e2e_result(const std::string& output_dir, int n_blocks, const nlohmann::json& provenance,

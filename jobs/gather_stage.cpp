@@ -1,8 +1,10 @@
 // gather: rank 0 merges the block files into <output_dir>/model.glvq.h5 with
 // the unquantized tensors, and accounts bits per weight from what was stored.
-// With quant.finetune.e2e it first tunes every layer end to end (finetune/e2e_finetune.h).
+// With quant.finetune.e2e every rank first tunes its blocks' layers end to end, as a stage of
+// a pipeline over the ranks (finetune/e2e_finetune.h).
 #include "ckpt/block_file.h"
 #include "ckpt/checkpoint.h"
+#include "ckpt/layer_io.h"
 #include "common/error.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -23,8 +25,9 @@
 namespace glvq {
 namespace {
 
-/// End-to-end fine-tuning of LAYERS (every block's, in memory) on rank 0, on the calibration
-/// sequences the calibrate stage used; its figures go to report.json.
+/// End-to-end fine-tuning of LAYERS (the rank's blocks', in memory; with one rank every
+/// block's) on the calibration sequences the calibrate stage used, every rank of the job
+/// a stage of the pipeline (its plan's blocks); its figures go to report.json.
 void finetune_end_to_end(JobContext& ctx, std::map<std::string, QuantizedLinear>& layers) {
   const CalibConfig& c = ctx.cfg.calib;
   const FinetuneConfig& ft = ctx.cfg.quant.finetune;
@@ -32,10 +35,96 @@ void finetune_end_to_end(JobContext& ctx, std::map<std::string, QuantizedLinear>
   const std::vector<int32_t> ids = tokenize_corpus(tok, read_text_file(ctx.cfg.data.calib));
   const at::Tensor samples = make_calib_samples(ids, c.ctx, c.samples, c.seed, ctx.cfg.data.calib);
   const BlockFinetuneOptions o = finetune_options(ft, ft.e2e_steps, ft.e2e_lr, ctx.cfg.seed);
+  E2ePipeline pipe;
+  pipe.rank = ctx.comm->rank();
+  pipe.size = ctx.comm->size();
+  if (pipe.size > 1) {
+    pipe.first_block = ctx.shard().first_block;
+    pipe.end_block = ctx.shard().end_block;
+    Comm* comm = ctx.comm;
+    const at::Device dev = ctx.device;
+    pipe.send = [comm](const at::Tensor& t, int dst, int tag) { comm->send_tensor(t.contiguous(), dst, tag); };
+    pipe.recv = [comm, dev](int src, int tag) { return comm->recv_tensor(src, tag, dev); };
+    pipe.allreduce_sum = [comm](double x) { return comm->allreduce_sum(x); };
+  }
   const auto t0 = std::chrono::steady_clock::now();
-  const E2eFinetuneResult r = finetune_e2e(*ctx.files, ctx.model, samples, layers, ctx.device, o);
+  const E2eFinetuneResult r = finetune_e2e(*ctx.files, ctx.model, samples, layers, ctx.device, o, pipe);
   ctx.report["finetune_e2e"] = r.to_json();
   ctx.timings["finetune_e2e"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Reads the block files of blocks [FIRST, END) into LAYERS, and their configuration hashes
+/// into HASHES (when given).
+void read_blocks(const JobContext& ctx, int first, int end, std::map<std::string, QuantizedLinear>& layers,
+                 nlohmann::json* hashes) {
+  for (int b = first; b < end; ++b) {
+    BlockFile bf = read_block_file(block_file_path(ctx.cfg.output_dir + "/blocks", b));
+    GLVQ_CHECK(bf.block == b, "block file for block {} says it holds block {}", b, bf.block);
+    for (auto& [name, q] : bf.layers) layers.emplace(name, std::move(q));
+    if (hashes) (*hashes)[std::to_string(b)] = bf.provenance.value("quant_config_hash", "");
+  }
+}
+
+/// quant.finetune.e2e, on every rank. Rank 0 reads every block file, and with --resume
+/// reuses the stored tuning when it was made from the same layers and settings; otherwise
+/// every rank tunes its plan's blocks as a stage of the pipeline and stores them in
+/// finetune/ (durable before the checkpoint: a stop from then on resumes without tuning
+/// again), and rank 0 reads the whole result back. Returns true on rank 0, with ALL = every
+/// block's tuned layers and HASHES their blocks' configuration hashes; false elsewhere.
+bool tune_end_to_end(JobContext& ctx, std::map<std::string, QuantizedLinear>& all, nlohmann::json& hashes) {
+  const int n = ctx.model.n_layers;
+  const bool pipelined = ctx.comm->size() > 1;
+  std::string prov_text, why;
+  int32_t reuse = 0;
+  if (ctx.first_rank()) {
+    read_blocks(ctx, 0, n, all, &hashes);
+    const nlohmann::json prov = e2e_provenance(ctx.cfg, layers_fingerprint(all));
+    prov_text = prov.dump();
+    nlohmann::json stored;
+    if (ctx.resume && load_e2e_result(ctx.cfg.output_dir, n, prov, all, stored, why)) {
+      log_info("gather: reusing the end-to-end fine-tuned layers of {}/finetune (--resume)", ctx.cfg.output_dir);
+      stored["reused"] = true;
+      ctx.report["finetune_e2e"] = stored;
+      reuse = 1;
+    } else if (ctx.resume) {
+      log_info("gather: end-to-end fine-tuning again ({})", why);
+    }
+  }
+  if (pipelined) {
+    std::vector<int32_t> flag = {reuse};
+    ctx.comm->bcast_ints(flag);
+    reuse = flag[0];
+    ctx.comm->bcast_string(prov_text);
+  }
+  if (reuse) return ctx.first_rank();
+  const nlohmann::json prov = nlohmann::json::parse(prov_text);
+  const RankShard& s = ctx.shard();
+  std::map<std::string, QuantizedLinear> mine;
+  if (!pipelined) {
+    mine = std::move(all);
+  } else if (ctx.first_rank()) {
+    for (const auto& [name, q] : all) {
+      const int b = layer_path_of(name).block;
+      if (b >= s.first_block && b < s.end_block) mine.emplace(name, q);
+    }
+  } else {
+    read_blocks(ctx, s.first_block, s.end_block, mine, nullptr);
+  }
+  finetune_end_to_end(ctx, mine);
+  save_e2e_result(ctx.cfg.output_dir, pipelined ? s.first_block : 0, pipelined ? s.end_block : n, mine, prov,
+                  ctx.report["finetune_e2e"]);
+  if (!pipelined) {
+    all = std::move(mine);
+    return true;
+  }
+  ctx.comm->barrier();  // every rank's tuned blocks are on disk
+  if (!ctx.first_rank()) return false;
+  nlohmann::json stored;
+  std::map<std::string, QuantizedLinear> tuned;
+  GLVQ_CHECK(load_e2e_result(ctx.cfg.output_dir, n, prov, tuned, stored, why),
+             "gather: the end-to-end fine-tuned layers the ranks stored do not read back: {}", why);
+  all = std::move(tuned);
+  return true;
 }
 
 class GatherStage : public Stage {
@@ -44,38 +133,22 @@ class GatherStage : public Stage {
   void run(JobContext& ctx) override {
     if (ctx.cfg.quant.method == "none") return;
     ctx.comm->barrier();  // every rank's block files are complete
-    if (!ctx.first_rank()) return;
+    const bool e2e = ctx.cfg.quant.finetune.e2e;
+    // End-to-end fine-tuning runs on every rank (a pipeline over the plan's blocks); the
+    // checkpoint is rank 0's alone.
+    if (!ctx.first_rank() && !e2e) return;
     const std::string out = ctx.cfg.output_dir + "/model.glvq.h5";
     // A gather killed before its rename leaves model.glvq.h5.tmp-<pid>: never valid, only dead weight.
     for (const auto& e : std::filesystem::directory_iterator(ctx.cfg.output_dir))
-      if (e.path().filename().string().rfind("model.glvq.h5.tmp-", 0) == 0) {
+      if (ctx.first_rank() && e.path().filename().string().rfind("model.glvq.h5.tmp-", 0) == 0) {
         log_warn("gather: removing {} left by an interrupted gather", e.path().string());
         std::filesystem::remove(e.path());
       }
-    const bool e2e = ctx.cfg.quant.finetune.e2e;
     nlohmann::json provenance = nlohmann::json::object();
     // End-to-end fine-tuning needs every layer at once; without it one block at a time is held.
     std::map<std::string, QuantizedLinear> all;
     if (e2e) {
-      for (int b = 0; b < ctx.model.n_layers; ++b) {
-        BlockFile bf = read_block_file(block_file_path(ctx.cfg.output_dir + "/blocks", b));
-        GLVQ_CHECK(bf.block == b, "block file for block {} says it holds block {}", b, bf.block);
-        for (auto& [name, q] : bf.layers) all.emplace(name, std::move(q));
-        provenance[std::to_string(b)] = bf.provenance.value("quant_config_hash", "");
-      }
-      const nlohmann::json prov = e2e_provenance(ctx.cfg, layers_fingerprint(all));
-      nlohmann::json stored;
-      std::string why;
-      if (ctx.resume && load_e2e_result(ctx.cfg.output_dir, ctx.model.n_layers, prov, all, stored, why)) {
-        log_info("gather: reusing the end-to-end fine-tuned layers of {}/finetune (--resume)", ctx.cfg.output_dir);
-        stored["reused"] = true;
-        ctx.report["finetune_e2e"] = stored;
-      } else {
-        if (ctx.resume) log_info("gather: end-to-end fine-tuning again ({})", why);
-        finetune_end_to_end(ctx, all);
-        // Durable before the checkpoint: a stop from here on resumes without tuning again.
-        save_e2e_result(ctx.cfg.output_dir, ctx.model.n_layers, all, prov, ctx.report["finetune_e2e"]);
-      }
+      if (!tune_end_to_end(ctx, all, provenance)) return;  // ranks other than 0: their part is done
     }
     CheckpointWriter writer(out);
     BitsBreakdown bits;

@@ -134,7 +134,7 @@ TEST(E2eFinetune, ResultFilesRoundTripAndMatchOnlyTheirStartAndSettings) {
   Config cfg;
   const nlohmann::json prov = e2e_provenance(cfg, layers_fingerprint(f.layers));
   const nlohmann::json result = {{"steps", 7}, {"heldout_after", 0.125}};
-  save_e2e_result(dir, f.cfg.n_layers, f.layers, prov, result);
+  save_e2e_result(dir, 0, f.cfg.n_layers, f.layers, prov, result);
   std::map<std::string, QuantizedLinear> back;
   nlohmann::json r;
   std::string why;
