@@ -159,10 +159,7 @@ class GatherStage : public Stage {
         for (auto it = all.lower_bound(prefix); it != all.end() && it->first.rfind(prefix, 0) == 0;)
           block.insert(all.extract(it++));
       } else {
-        BlockFile bf = read_block_file(block_file_path(ctx.cfg.output_dir + "/blocks", b));
-        GLVQ_CHECK(bf.block == b, "block file for block {} says it holds block {}", b, bf.block);
-        block = std::move(bf.layers);
-        provenance[std::to_string(b)] = bf.provenance.value("quant_config_hash", "");
+        read_blocks(ctx, b, b + 1, block, &provenance);
       }
       for (auto& [name, q] : block) {
         throw_if_preempted("gather (between layers; the checkpoint is still a temporary file)");
