@@ -171,6 +171,8 @@ int main(int argc, char** argv) {
         M0.L = S.L;
         M0.chunks = upload(ch, own);
         M0.nchunks = int64_t(ch.size() / 4);
+        M0.work = upload(glvq_shaped_gemv_work(S.L, S.bits.data(), S.off.data()), own);
+        M0.max_bits = glvq_shaped_max_bits(S.L, S.bits.data());
         void* wsb = nullptr;
         CUDA_CHECK(cudaMalloc(&wsb, glvq_gemv_workspace_bytes(S.L, 16)));
         GlvqGemvWorkspace ws;
@@ -186,6 +188,10 @@ int main(int argc, char** argv) {
           };
           const double bytes = double(S.codes.size()) + io(batch) + double(S.L.groups()) * (v.d * v.d * 4 + 4 + 1);
           row(shape, v.name, batch, bench::time_graph_us(call(GlvqShapedTuning{}), st, iters), bytes, t16[k]);
+          GlvqShapedTuning v2;
+          v2.version = 2;
+          row(shape, "  version 2 (next chunk's codes loaded ahead)", batch, bench::time_graph_us(call(v2), st, iters),
+              bytes, t16[k]);
           if (!quick && batch == 1 && v.d == 8 && v.widths.size() == 1 && v.widths[0] == 2) {
             for (int w : {16, 32, 64}) {
               GlvqShapedTuning t;
@@ -196,6 +202,12 @@ int main(int argc, char** argv) {
             GlvqShapedTuning np;
             np.pdl = false;
             row(shape, "  no PDL", batch, bench::time_graph_us(call(np), st, iters), bytes, t16[k]);
+            for (int w : {16, 32}) {
+              GlvqShapedTuning t = v2;
+              t.warps_per_sm = w;
+              row(shape, std::string("  version 2, warps/sm ") + std::to_string(w), batch,
+                  bench::time_graph_us(call(t), st, iters), bytes, t16[k]);
+            }
           }
         }
         CUDA_CHECK(cudaFree(wsb));

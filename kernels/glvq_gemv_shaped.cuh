@@ -23,30 +23,47 @@
 
 namespace glvq {
 
-/// The work list of a shaped layer: chunks of at most 16 consecutive sub-codes (128
-/// coordinates) of one group, four ints each: group, first sub-code in the group's row,
-/// count, and 1 when every lane can read its four sub-codes as aligned 32-bit words.
-/// OFFSETS = glvq_group_offsets (host).
+/// The work list of a shaped layer (version 1): chunks of at most 16 consecutive sub-codes
+/// (128 coordinates) of one group, four ints each: group, first sub-code in the group's row,
+/// count | sub-codes per row << 16, and 1 when every lane can read its four sub-codes as
+/// aligned 32-bit words. OFFSETS = glvq_group_offsets (host).
 std::vector<int32_t> glvq_shaped_gemv_chunks(const GlvqLayout& L, const uint8_t* bits, const int64_t* offsets);
 
+/// The same chunks for version 2, four ints each, so that the kernel needs no other table:
+/// the byte of row 0's first sub-code of the chunk in the layer's codes (unsigned), the
+/// group's bytes per row, n | b << 8 | aligned << 12 (n sub-codes of b bits; aligned as
+/// above), and the chunk's first column of the transformed activation.
+std::vector<int32_t> glvq_shaped_gemv_work(const GlvqLayout& L, const uint8_t* bits, const int64_t* offsets);
+
 /// Why the fused shaped path cannot run this layer ("" when it can): not the shaped code,
-/// d not a multiple of 8, a group with mu != 0 or bits outside 1..8. Host arrays.
+/// d not a multiple of 8, a group with mu != 0 or bits outside 1..8, codes over 4 GiB. Host arrays.
 std::string glvq_gemv_shaped_unsupported(const GlvqLayout& L, const uint8_t* bits, const float* mu);
 
-/// A shaped layer on the device: codes in the checkpoint layout, its chunk list (uploaded
-/// glvq_shaped_gemv_chunks), p.bits / scale / G / group_offsets.
+/// A shaped layer on the device: codes in the checkpoint layout, its work lists (uploaded
+/// glvq_shaped_gemv_chunks for version 1 with p.bits and p.group_offsets, glvq_shaped_gemv_work
+/// for version 2), and p.scale / G for the activation transform.
 struct GlvqShapedDevice {
   GlvqLayout L;
   const uint8_t* codes = nullptr;
-  const int32_t* chunks = nullptr;  ///< 4 per chunk
+  const int32_t* chunks = nullptr;  ///< version 1: 4 per chunk
+  const int32_t* work = nullptr;    ///< version 2: 4 per chunk (may be null when only version 1 runs)
   int64_t nchunks = 0;
+  /// The widest group's bits (glvq_shaped_max_bits); at most 4 lets version 2 load every
+  /// chunk ahead. Too small is an error the kernel cannot see: the chunks it cannot decode give wrong sums.
+  int max_bits = 8;
 };
+
+/// The largest of BITS over L's groups (host).
+int glvq_shaped_max_bits(const GlvqLayout& L, const uint8_t* bits);
 
 /// Knobs (bench_glvq_gemv --codes shaped sweeps them).
 struct GlvqShapedTuning {
   int splits = 0;         ///< K splits; 0: about one wave of resident blocks
   int warps_per_sm = 48;  ///< resident warps per multiprocessor assumed when splits == 0
   bool pdl = true;        ///< programmatic dependent launch of the GEMV after the transform
+  /// 1: each chunk's codes loaded when decoded (the measured default); 2: the next chunk's
+  /// codes loaded ahead (not yet run on a GPU: docs/BENCH.md)
+  int version = 1;
 };
 
 /// Copies the codebooks to the current device (once per device; a launch does it too,

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "glvq_gemv.cuh"
@@ -84,6 +85,8 @@ TEST(GlvqShapedGemvGpu, MatchesTheReferenceDecode) {
     M.codes = dl.codes.p;
     M.chunks = chunks.p;
     M.nchunks = int64_t(chunks.n / 4);
+    DevBuf<int32_t> work(glvq_shaped_gemv_work(L, y.bits.data(), y.off.data()));
+    M.work = work.p;
     DevBuf<char> wsb(glvq_gemv_workspace_bytes(L, 16));
     GlvqGemvWorkspace ws;
     CUDA_CHECK(glvq_gemv_workspace_init(L, 16, wsb.p, &ws, nullptr));
@@ -106,11 +109,21 @@ TEST(GlvqShapedGemvGpu, MatchesTheReferenceDecode) {
           ref[n * L.out + r] = s;
           mag[n * L.out + r] = m;
         }
-      for (GlvqShapedTuning tune : {GlvqShapedTuning{}, GlvqShapedTuning{1, 48, false}, GlvqShapedTuning{3, 48, true},
-                                    GlvqShapedTuning{0, 8, true}}) {
+      // versions 1 (the default) and 2; version 2 with the layer's widest bits, and with 8
+      // (its variant for wide codes, which every layer may take)
+      const int widest = glvq_shaped_max_bits(L, y.bits.data());
+      const std::pair<GlvqShapedTuning, int> runs[] = {
+          {GlvqShapedTuning{}, widest},           {GlvqShapedTuning{1, 48, false}, widest},
+          {GlvqShapedTuning{3, 48, true}, widest},  {GlvqShapedTuning{0, 8, true}, widest},
+          {GlvqShapedTuning{0, 48, true, 2}, widest}, {GlvqShapedTuning{1, 48, false, 2}, widest},
+          {GlvqShapedTuning{3, 48, true, 2}, widest}, {GlvqShapedTuning{0, 48, true, 2}, 8},
+          {GlvqShapedTuning{3, 48, true, 2}, 8}};
+      for (const auto& [tune, max_bits] : runs) {
+        M.max_bits = max_bits;
         SCOPED_TRACE(testing::Message() << "seed " << seed << " out " << L.out << " in " << L.in << " d " << L.dim
                                         << " gs " << L.group_size << " batch " << batch << " splits "
-                                        << tune.splits << " warps/sm " << tune.warps_per_sm);
+                                        << tune.splits << " warps/sm " << tune.warps_per_sm << " version " << tune.version
+                                        << " max_bits " << M.max_bits);
         for (int rep = 0; rep < 2; ++rep) {
           CUDA_CHECK(cudaMemset(yd.p, 0xFF, yd.n * 2));  // NaN: an unwritten output fails
           CUDA_CHECK(glvq_gemv_shaped_launch(M, p, xd.p, L.in, yd.p, ldy, batch, ws, nullptr, tune));

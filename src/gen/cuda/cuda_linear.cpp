@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <tuple>
 
 namespace glvq {
@@ -52,6 +54,13 @@ const OrthTable& orth_table(Decoder::CudaState& st, int64_t n) {
   return st.orth.emplace(n, std::move(t)).first->second;
 }
 
+/// GLVQ_SHAPED_GEMV=2 runs the shaped GEMV's version 2 (next chunk's codes loaded ahead),
+/// which has not run on a GPU yet (docs/BENCH.md); anything else the measured version 1.
+int shaped_version() {
+  const char* v = std::getenv("GLVQ_SHAPED_GEMV");
+  return v && std::string(v) == "2" ? 2 : 1;
+}
+
 const __half* hptr(const at::Tensor& t) { return reinterpret_cast<const __half*>(t.data_ptr<at::Half>()); }
 __half* hptr_mut(at::Tensor& t) { return reinterpret_cast<__half*>(t.data_ptr<at::Half>()); }
 
@@ -78,6 +87,13 @@ class FusedGlvqLinear : public GenLinear {
       S_.chunks = chunks_.data_ptr<int32_t>();
       S_.nchunks = int64_t(chunks.size() / 4);
       p_.group_offsets = coff_.data_ptr<int64_t>();
+      if (shaped_version() == 2) {
+        const std::vector<int32_t> work = glvq_shaped_gemv_work(L, bits.data_ptr<uint8_t>(), off.data());
+        work_ = at::tensor(at::ArrayRef<int32_t>(work), at::TensorOptions().dtype(at::kInt)).to(dev);
+        S_.work = work_.data_ptr<int32_t>();
+        S_.max_bits = glvq_shaped_max_bits(L, bits.data_ptr<uint8_t>());
+        tune_.version = 2;
+      }
       bytes_ = packed_.numel() + chunks_.numel() * 4 + coff_.numel() * 8;
     } else {
       plan_ = glvq_mma_plan(L.out, L.in, L.dim, L.group_size, bits.data_ptr<uint8_t>());
@@ -121,7 +137,7 @@ class FusedGlvqLinear : public GenLinear {
       const cudaError_t e =
           L_.code == GlvqCode::shaped
               ? glvq_gemv_shaped_launch(S_, p_, hptr(x) + r0 * L_.in, L_.in, hptr_mut(y) + r0 * L_.out, L_.out, nb,
-                                        ws_->ws, stream)
+                                        ws_->ws, stream, tune_)
               : glvq_gemv_mma_launch(M_, p_, hptr(x) + r0 * L_.in, L_.in, hptr_mut(y) + r0 * L_.out, L_.out, nb,
                                      ws_->ws, stream);
       GLVQ_CHECK(e == cudaSuccess, "fused GLVQ GEMV [{}, {}] failed: {}", L_.out, L_.in, cudaGetErrorString(e));
@@ -149,8 +165,9 @@ class FusedGlvqLinear : public GenLinear {
   GlvqMmaPlan plan_;
   GlvqMmaDevice M_{};       // box code
   GlvqShapedDevice S_{};    // shaped code
+  GlvqShapedTuning tune_{};
   GlvqDeviceParams p_{};
-  at::Tensor packed_, coff_, cbits_, chunks_, G_, scale_, mu_, bits_, s_in_, s_out_;
+  at::Tensor packed_, coff_, cbits_, chunks_, work_, G_, scale_, mu_, bits_, s_in_, s_out_;
   std::shared_ptr<GemvWorkspace> ws_;
   bool incoh_ = false;
   const OrthTable* t_in_ = nullptr;
