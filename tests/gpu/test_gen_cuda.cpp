@@ -226,6 +226,13 @@ TEST(GenCuda, FusedDecoderMatchesCpuPath) {
   EXPECT_EQ(gpu.linear_kinds(), "42 glvq fused");
   mark("built");
   compare_with_cpu(gpu, cpu, 1e-2, "fused, graph");
+  {
+    // the fused non-linear ops of the captured step (read when the step is captured)
+    ::setenv("GLVQ_DECODE_STEP", "fused", 1);
+    Decoder fused_step(m, go);
+    compare_with_cpu(fused_step, cpu, 1e-2, "fused, graph, fused step");
+    ::unsetenv("GLVQ_DECODE_STEP");
+  }
   DecoderOptions ng_opt = go;
   ng_opt.cuda_graph = false;
   Decoder eager(m, ng_opt);
@@ -270,6 +277,15 @@ TEST(GenCuda, ShapedLayersRunFused) {
       Decoder gpu(m, go);
       EXPECT_EQ(gpu.linear_kinds(), "41 glvq fused, 1 glvq shaped fused");
       compare_with_cpu(gpu, cpu, 1e-2, "one shaped layer");
+    }
+    {
+      // the shaped GEMV's version 2 (chosen when the layer is built) and the fused step
+      ::setenv("GLVQ_SHAPED_GEMV", "2", 1);
+      ::setenv("GLVQ_DECODE_STEP", "fused", 1);
+      Decoder gpu(m, go);
+      ::unsetenv("GLVQ_SHAPED_GEMV");
+      compare_with_cpu(gpu, cpu, 1e-2, "one shaped layer, GEMV version 2, fused step");
+      ::unsetenv("GLVQ_DECODE_STEP");
     }
     mark("gpu decoder destroyed");
   }

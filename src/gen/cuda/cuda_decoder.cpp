@@ -1,11 +1,15 @@
 // The CUDA decoder: weights on the GPU, one stream, the decode step captured once.
 #include "common/error.h"
 #include "gen/cuda/cuda_state.h"
+#include "gen/cuda/cuda_step.h"
 
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
+
+#include <cstdlib>
+#include <string>
 
 namespace glvq {
 
@@ -70,12 +74,20 @@ at::Tensor forward_on_stream(Decoder::CudaState& st, const GenWeights& w, KvCach
     return st.logits;
   }
   // The first step runs eagerly (it also warms up cuBLAS and the kernels' one-time
-  // set-up), then the same step is captured for the next ones.
-  at::Tensor first = gen_forward(w, cache, st.tok, st.qpos, cache.max_len, false);
+  // set-up), then the same step is captured for the next ones. GLVQ_DECODE_STEP=fused runs
+  // the fused non-linear ops (gen_forward with n = 1 is their reference, in
+  // tests/gpu/test_gen_step_ops.cpp), which have not run on a GPU yet (docs/BENCH.md).
+  const char* mode = std::getenv("GLVQ_DECODE_STEP");
+  const bool fused = mode && std::string(mode) == "fused";
+  auto step = [&]() {
+    return fused ? cuda_decode_step(w, cache, st.tok, st.qpos)
+                 : gen_forward(w, cache, st.tok, st.qpos, cache.max_len, false);
+  };
+  at::Tensor first = step();
   st.stream.synchronize();
   st.graph = std::make_unique<at::cuda::CUDAGraph>();
   st.graph->capture_begin();
-  st.logits = gen_forward(w, cache, st.tok, st.qpos, cache.max_len, false);
+  st.logits = step();
   st.graph->capture_end();
   return first;
 }
