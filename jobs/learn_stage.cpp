@@ -17,6 +17,7 @@
 #include "quant/glvq_bits_carry.h"
 #include "quant/quantizer.h"
 #include "stats/hessian.h"
+#include "stats/sequential_target.h"
 #include "stats/stats_file.h"
 
 #include <c10/core/GradMode.h>
@@ -24,9 +25,14 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 namespace glvq {
 namespace {
+
+// quant.sequential's damping of H before solving for the target, as a share of its mean
+// diagonal (GPTQ's default damping).
+constexpr double kSequentialDamp = 0.01;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -46,6 +52,28 @@ BlockStats collect_stats(JobContext& ctx, const BlockWeights& fp) {
   return s;
 }
 
+// quant.sequential: the inputs at TAP of the block whose linears [0, DONE) are LAYERS (the rest
+// FP), beside the FP block's on the same calibration tokens.
+CrossAccumulator sequential_stats(JobContext& ctx, int b, const BlockWeights& fp,
+                                  const std::map<std::string, QuantizedLinear>& layers, int done, Tap tap) {
+  c10::NoGradGuard no_grad;
+  BlockWeights partial = fp;
+  for (int l = 0; l < done; ++l)
+    partial.w[l] = dequantize_on(layers.at(linear_tensor_name(b, static_cast<Linear>(l))), ctx.device);
+  CrossAccumulator acc;
+  for (const auto& x : ctx.boundary_inputs) {
+    throw_if_preempted("learn (a block's sequential statistics)");
+    const at::Tensor in = x.to(ctx.device, at::kFloat);
+    at::Tensor a_fp, a_q;
+    const TapFn take_fp = [&](Tap t, const at::Tensor& a) { if (t == tap) a_fp = a; };
+    const TapFn take_q = [&](Tap t, const at::Tensor& a) { if (t == tap) a_q = a; };
+    block_forward(fp, ctx.model, ctx.rope, in, &take_fp);
+    block_forward(partial, ctx.model, ctx.rope, in, &take_q);
+    acc.add(a_fp, a_q);
+  }
+  return acc;
+}
+
 BlockFinetuneOptions block_finetune_options(const Config& cfg, int b) {
   const FinetuneConfig& f = cfg.quant.finetune;
   uint64_t s = cfg.seed ^ (0x66696e6574756e65ull + static_cast<uint64_t>(b));  // per block, from the run's seed
@@ -53,16 +81,19 @@ BlockFinetuneOptions block_finetune_options(const Config& cfg, int b) {
 }
 
 // quant.finetune.block: tunes LAYERS' continuous parameters against the FP block's output and
-// recomputes each layer's loss under its input statistics.
+// recomputes each layer's loss under its input statistics, against the FP weight (also when the
+// tuning is not kept, if the layers were quantized from tuned weights: PHASES not empty).
 void finetune_layers(JobContext& ctx, int b, const BlockWeights& fp, const BlockStats& stats,
                      std::map<std::string, QuantizedLinear>& layers, nlohmann::json& losses,
-                     nlohmann::json& finetune_report) {
+                     nlohmann::json& finetune_report, const nlohmann::json& phases) {
   std::array<QuantizedLinear, kNumLinears> arr;
   for (int l = 0; l < kNumLinears; ++l) arr[l] = layers.at(linear_tensor_name(b, static_cast<Linear>(l)));
   const BlockFinetuneResult r = finetune_block(fp, ctx.model, ctx.rope, ctx.boundary_inputs, arr, ctx.device,
                                                block_finetune_options(ctx.cfg, b), fmt::format("block {}", b));
-  finetune_report[std::to_string(b)] = r.to_json();
-  if (!r.kept) return;
+  nlohmann::json& rep = finetune_report[std::to_string(b)];
+  rep = r.to_json();
+  if (!phases.empty()) rep["unquantized_phases"] = phases;
+  if (!r.kept && phases.empty()) return;
   for (int l = 0; l < kNumLinears; ++l) {
     const Linear lin = static_cast<Linear>(l);
     const std::string name = linear_tensor_name(b, lin);
@@ -75,6 +106,24 @@ void finetune_layers(JobContext& ctx, int b, const BlockWeights& fp, const Block
     e["rel_loss"] = arr[l].loss / std::max(1e-30, ref);
     layers[name] = std::move(arr[l]);
   }
+}
+
+// quant.finetune.unquantized: with linears [0, DONE) of block B quantized, tunes them and the
+// full weights W of the rest together (finetune_partial_block); the rest are then quantized
+// from the tuned W.
+nlohmann::json tune_unquantized(JobContext& ctx, int b, const BlockWeights& fp,
+                                std::map<std::string, QuantizedLinear>& layers, int done,
+                                std::array<at::Tensor, kNumLinears>& W) {
+  std::array<QuantizedLinear, kNumLinears> arr;
+  for (int l = 0; l < done; ++l) arr[l] = layers.at(linear_tensor_name(b, static_cast<Linear>(l)));
+  const std::string label = fmt::format("block {} after {}", b, linear_suffix(static_cast<Linear>(done - 1)));
+  const BlockFinetuneResult r = finetune_partial_block(fp, ctx.model, ctx.rope, ctx.boundary_inputs, arr, done, W,
+                                                       ctx.device, block_finetune_options(ctx.cfg, b), label);
+  if (r.kept)
+    for (int l = 0; l < done; ++l) layers[linear_tensor_name(b, static_cast<Linear>(l))] = std::move(arr[l]);
+  nlohmann::json j = r.to_json();
+  j["quantized"] = done;
+  return j;
 }
 
 // The block's quantized layers: read back from a matching block file (--resume) or learned now
@@ -110,14 +159,27 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
     save_block_stats(spath, *stats, prov);
   }
   std::map<std::string, QuantizedLinear> layers;
+  // What each linear is quantized from: its FP weight, or with quant.finetune.unquantized the
+  // weight tuned after the earlier phases (q/k/v, o, gate/up: QuIP#'s order).
+  std::array<at::Tensor, kNumLinears> W = fp.w;
+  const bool tune_rest = ctx.cfg.quant.finetune.block && ctx.cfg.quant.finetune.unquantized;
+  nlohmann::json phases = nlohmann::json::array();
   // Fractional targets (GLVQ's; RTN and GPTQ take integers, which the carry leaves alone):
   // each layer asks for what brings the block back to quant.bits.
   BitsCarry bits(ctx.cfg.quant.bits);
+  std::optional<CrossAccumulator> seq;  // quant.sequential: the current tap's statistics
   for (int l = 0; l < kNumLinears; ++l) {
     throw_if_preempted("learn (between layers)");  // the block's file is written only once all are done
     const Linear lin = static_cast<Linear>(l);
     const std::string name = linear_tensor_name(b, lin);
-    const at::Tensor& H = stats->H[static_cast<int>(tap_of(lin))];
+    at::Tensor H = stats->H[static_cast<int>(tap_of(lin))];
+    if (ctx.cfg.quant.sequential && tap_of(lin) != Tap::AttnIn) {
+      // the first linear of a tap (o, gate, down) gathers it; up shares gate's
+      if (l == 0 || tap_of(static_cast<Linear>(l - 1)) != tap_of(lin))
+        seq = sequential_stats(ctx, b, fp, layers, l, tap_of(lin));
+      H = seq->H();
+      W[l] = sequential_target(fp[lin], seq->C(), H, kSequentialDamp);
+    }
     const double target = bits.next(fp[lin].numel());
     std::unique_ptr<Quantizer> retargeted;
     if (target != ctx.cfg.quant.bits) {
@@ -127,16 +189,18 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
       log_info("learn: {} at {:.4f} code bits (quant.bits {} over the block so far: {:.4f})", name, target,
                ctx.cfg.quant.bits, bits.average());
     }
-    QuantizedLinear ql = (retargeted ? *retargeted : quantizer).quantize(fp[lin], H.to(ctx.device), name);
+    QuantizedLinear ql = (retargeted ? *retargeted : quantizer).quantize(W[l], H.to(ctx.device), name);
     bits.spent(fp[lin].numel(), count_bits(ql).codes);
-    const double ref = layer_loss(fp[lin], at::zeros_like(fp[lin]), H.to(fp[lin].device()));
+    const double ref = layer_loss(W[l], at::zeros_like(W[l]), H.to(W[l].device()));
     losses[name] = {{"loss", ql.loss}, {"loss_init", ql.loss_init}, {"seconds", ql.seconds},
                     {"rel_loss", ql.loss / std::max(1e-30, ref)}};
     log_info("learn: {} relative loss {:.4e} (start {:.4e}) in {:.2f}s", name, ql.loss / std::max(1e-30, ref),
              ql.loss_init / std::max(1e-30, ref), ql.seconds);
     layers[name] = std::move(ql);
+    if (tune_rest && (lin == Linear::V || lin == Linear::O || lin == Linear::Up))
+      phases.push_back(tune_unquantized(ctx, b, fp, layers, l + 1, W));
   }
-  if (ctx.cfg.quant.finetune.block) finetune_layers(ctx, b, fp, *stats, layers, losses, finetune_report);
+  if (ctx.cfg.quant.finetune.block) finetune_layers(ctx, b, fp, *stats, layers, losses, finetune_report, phases);
   write_block_file(path, b, layers, prov);
   if (!ctx.cfg.calib.keep_stats) std::remove(spath.c_str());  // the block file now stands for them
   return layers;

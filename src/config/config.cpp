@@ -253,6 +253,18 @@ void Loader::check() {
                        "false (or quant.glvq.code: box)");
     }
   }
+  if (cfg.quant.finetune.unquantized && !cfg.quant.finetune.block) {
+    const SetAt* blame = later("quant.finetune.unquantized", "quant.finetune.block");
+    GLVQ_CONFIG_FAIL(blame ? blame->where : missing_where("quant.finetune.block"),
+                     "quant.finetune.unquantized: true tunes the not-yet-quantized linears as part of block "
+                     "fine-tuning; expected quant.finetune.block: true as well (or unquantized: false)");
+  }
+  if (cfg.quant.sequential && cfg.quant.finetune.unquantized) {
+    const SetAt* blame = later("quant.sequential", "quant.finetune.unquantized");
+    GLVQ_CONFIG_FAIL(blame ? blame->where : missing_where("quant.sequential"),
+                     "quant.sequential and quant.finetune.unquantized both change what the later linears of a "
+                     "block are quantized from; expected one of them (set the other false)");
+  }
   if (!(g.sigma_max > g.sigma_min)) {
     const SetAt* blame = later("quant.glvq.sigma_max", "quant.glvq.sigma_min");
     const Where w = blame ? blame->where : missing_where("quant.glvq.sigma_max");
@@ -394,11 +406,15 @@ nlohmann::json quant_config_to_json(const Config& cfg) {
   // Only the active method's settings: editing another method's section must
   // not invalidate a finished run.
   if (all["quant"].contains(cfg.quant.method)) quant[cfg.quant.method] = all["quant"][cfg.quant.method];
+  // Off, the key stays out: runs made before it existed still match.
+  if (cfg.quant.sequential) quant["sequential"] = true;
   // Fine-tuning changes the result only when it runs: with it off, runs made before it existed still match.
   if (cfg.quant.finetune.block) {
     quant["finetune"] = all["quant"]["finetune"];
     // End-to-end fine-tuning runs in gather, after the block files exist: not a block's setting.
     for (const char* k : {"e2e", "e2e_steps", "e2e_lr"}) quant["finetune"].erase(k);
+    // Off, the key leaves the provenance: block fine-tuned runs made before it existed still match.
+    if (!cfg.quant.finetune.unquantized) quant["finetune"].erase("unquantized");
   }
   nlohmann::json calib = nlohmann::json::object();
   for (const char* key : {"ctx", "samples", "seed", "propagate"}) calib[key] = all["calib"][key];

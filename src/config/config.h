@@ -80,6 +80,9 @@ struct FinetuneConfig {
   double heldout = 0.125; ///< fraction of the calibration sequences held out for early stopping, (0, 1)
   int eval_every = 10;    ///< steps between held-out measurements, 1..1000000
   int patience = 3;       ///< measurements without a gain before stopping, 1..1000
+  /// With block: also tune the not-yet-quantized linears' weights after each of the phases
+  /// q/k/v, o, gate/up (QuIP#'s order), so the later linears make up for the earlier ones' error.
+  bool unquantized = false;
   /// End-to-end fine-tuning (finetune/e2e_finetune.h), in gather: every quantized linear's continuous
   /// parameters against the FP model's next-token distributions; batch, heldout, eval_every and patience
   /// are shared with block fine-tuning.
@@ -95,6 +98,10 @@ struct QuantConfig {
   GptqConfig gptq;
   RtnConfig rtn;
   FinetuneConfig finetune;
+  /// Within a block, each linear after the first phase is quantized under the statistics of the
+  /// block with its earlier linears quantized, toward the least-squares weight that maps those
+  /// inputs onto the FP block's activations (stats/sequential_target.h).
+  bool sequential = false;
 };
 
 struct Config {

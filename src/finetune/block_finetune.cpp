@@ -80,10 +80,9 @@ nlohmann::json BlockFinetuneResult::to_json() const {
           {"kept", kept},                     {"seconds", seconds}};
 }
 
-BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cfg, const Rope& rope,
-                                   const std::vector<at::Tensor>& inputs,
-                                   std::array<QuantizedLinear, kNumLinears>& layers, const at::Device& device,
-                                   const BlockFinetuneOptions& opt, const std::string& label) {
+BlockFinetuneResult tune_block(const BlockWeights& fp, const LlamaConfig& cfg, const Rope& rope,
+                               const std::vector<at::Tensor>& inputs, const BlockTuning& T, const at::Device& device,
+                               const BlockFinetuneOptions& opt, const std::string& label) {
   const auto t0 = std::chrono::steady_clock::now();
   GLVQ_CHECK(opt.steps >= 0 && opt.batch >= 1 && opt.eval_every >= 1 && opt.patience >= 1 && opt.lr > 0 &&
                  opt.heldout > 0 && opt.heldout < 1,
@@ -135,20 +134,17 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
     }
     return sum / double(std::max<int64_t>(1, tokens));
   };
+  auto snapshot = [&T]() {
+    std::vector<at::Tensor> v;
+    for (const auto& p : T.leaves) v.push_back(p.detach().clone());
+    return v;
+  };
+  auto restore = [&T](const std::vector<at::Tensor>& v) {
+    c10::NoGradGuard no_grad;
+    for (size_t i = 0; i < T.leaves.size(); ++i) T.leaves[i].copy_(v[i]);
+  };
 
-  std::vector<TunableLinear> tl;
-  for (const auto& q : layers) tl.emplace_back(q, device);
-  auto weights = [&]() {
-    std::array<at::Tensor, kNumLinears> W;
-    for (int l = 0; l < kNumLinears; ++l) W[l] = tl[l].weight();
-    return W;
-  };
-  auto stored_weights = [](const std::array<QuantizedLinear, kNumLinears>& qs, const at::Device& dev) {
-    std::array<at::Tensor, kNumLinears> W;
-    for (int l = 0; l < kNumLinears; ++l) W[l] = dequantize_on(qs[l], dev);
-    return W;
-  };
-  const auto W0 = stored_weights(layers, device);
+  const auto W0 = T.stored();
   res.heldout_reference = error_of(W0, held, /*against_input=*/true);
   res.heldout_before = error_of(W0, held);
   res.train_before = error_of(W0, train);
@@ -157,10 +153,9 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
            train.size());
 
   double best = res.heldout_before;
-  std::vector<std::vector<at::Tensor>> best_values;
-  for (const auto& t : tl) best_values.push_back(t.snapshot());
-  std::vector<std::vector<AdamState>> adam(tl.size());
-  for (size_t l = 0; l < tl.size(); ++l) adam[l].resize(tl[l].params().size());
+  const std::vector<at::Tensor> start = snapshot();
+  std::vector<at::Tensor> best_values = start;
+  std::vector<AdamState> adam(T.leaves.size());
   size_t cursor = train.size();
   int bad = 0;
   for (int step = 1; step <= opt.steps; ++step) {
@@ -173,26 +168,25 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
     cursor += size_t(opt.batch);
     {
       c10::AutoGradMode grad(true);
-      const at::Tensor out = block_forward(with_linears(fp, weights()), cfg, rope, x);
+      const at::Tensor out = block_forward(with_linears(fp, T.weights()), cfg, rope, x);
       (out - y).square().sum(-1).mean().backward();
     }
     {
       c10::NoGradGuard no_grad;
-      for (size_t l = 0; l < tl.size(); ++l)
-        for (size_t p = 0; p < tl[l].params().size(); ++p) {
-          at::Tensor leaf = tl[l].params()[p];
-          adam[l][p].step(leaf, opt.lr, step);
-          leaf.mutable_grad().reset();
-        }
+      for (size_t p = 0; p < T.leaves.size(); ++p) {
+        at::Tensor leaf = T.leaves[p];
+        adam[p].step(leaf, opt.lr, step);
+        leaf.mutable_grad().reset();
+      }
     }
     res.steps = step;
     if (step % opt.eval_every != 0 && step != opt.steps) continue;
-    const double e = error_of(weights(), held);
+    const double e = error_of(T.weights(), held);
     res.heldout_history.push_back(e);
     if (e < best) {
       best = e;
       res.best_step = step;
-      for (size_t l = 0; l < tl.size(); ++l) best_values[l] = tl[l].snapshot();
+      best_values = snapshot();
       bad = 0;
     } else {
       ++bad;
@@ -201,24 +195,16 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
              opt.steps, e, res.heldout_before, best, res.best_step);
     if (bad >= opt.patience) break;
   }
-  std::array<QuantizedLinear, kNumLinears> tuned;
-  for (size_t l = 0; l < tl.size(); ++l) {
-    tl[l].restore(best_values[l]);
-    tuned[l] = tl[l].stored();
-  }
-  // What counts is the stored (fp16-rounded) result, on the held-out sequences.
-  const auto W1 = stored_weights(tuned, device);
+  restore(best_values);
+  // What counts is the stored result, on the held-out sequences.
+  const auto W1 = res.best_step > 0 ? T.stored() : W0;
   const double after = res.best_step > 0 ? error_of(W1, held) : res.heldout_before;
   res.kept = after < res.heldout_before;
   if (res.kept) {
-    for (int l = 0; l < kNumLinears; ++l) {
-      tuned[l].loss_init = layers[l].loss_init;
-      tuned[l].seconds = layers[l].seconds;
-      layers[l] = std::move(tuned[l]);
-    }
     res.heldout_after = after;
     res.train_after = error_of(W1, train);
   } else {
+    restore(start);
     res.heldout_after = res.heldout_before;
     res.train_after = res.train_before;
   }
@@ -228,6 +214,63 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
            label, res.heldout_before, res.heldout_after, res.heldout_before / std::max(1e-30, res.heldout_reference),
            res.heldout_after / std::max(1e-30, res.heldout_reference), res.train_before, res.train_after, res.steps,
            res.best_step, res.kept ? "kept" : "not kept (no held-out gain)", res.seconds);
+  return res;
+}
+
+BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cfg, const Rope& rope,
+                                   const std::vector<at::Tensor>& inputs,
+                                   std::array<QuantizedLinear, kNumLinears>& layers, const at::Device& device,
+                                   const BlockFinetuneOptions& opt, const std::string& label) {
+  std::array<at::Tensor, kNumLinears> unused;
+  return finetune_partial_block(fp, cfg, rope, inputs, layers, kNumLinears, unused, device, opt, label);
+}
+
+BlockFinetuneResult finetune_partial_block(const BlockWeights& fp, const LlamaConfig& cfg, const Rope& rope,
+                                           const std::vector<at::Tensor>& inputs,
+                                           std::array<QuantizedLinear, kNumLinears>& layers, int done,
+                                           std::array<at::Tensor, kNumLinears>& W, const at::Device& device,
+                                           const BlockFinetuneOptions& opt, const std::string& label) {
+  GLVQ_ASSERT(done >= 0 && done <= kNumLinears);
+  std::vector<TunableLinear> tl;
+  for (int l = 0; l < done; ++l) tl.emplace_back(layers[size_t(l)], device);
+  // A full-precision linear's leaf is its weight in units of the weight's RMS, so that one
+  // learning rate fits it and the quantized layers' relative parameters alike.
+  std::array<at::Tensor, kNumLinears> dense;
+  std::array<double, kNumLinears> rms{};
+  BlockTuning T;
+  for (const auto& t : tl)
+    for (const auto& p : t.params()) T.leaves.push_back(p);
+  for (int l = done; l < kNumLinears; ++l) {
+    const at::Tensor w = W[size_t(l)].to(device, at::kFloat);
+    rms[size_t(l)] = std::max(1e-30, w.square().mean().sqrt().item<double>());
+    dense[size_t(l)] = (w / rms[size_t(l)]).detach().clone().requires_grad_(true);
+    T.leaves.push_back(dense[size_t(l)]);
+  }
+  T.weights = [&]() {
+    std::array<at::Tensor, kNumLinears> out;
+    for (int l = 0; l < kNumLinears; ++l)
+      out[size_t(l)] = l < done ? tl[size_t(l)].weight() : dense[size_t(l)] * rms[size_t(l)];
+    return out;
+  };
+  T.stored = [&]() {
+    c10::NoGradGuard no_grad;
+    std::array<at::Tensor, kNumLinears> out;
+    for (int l = 0; l < kNumLinears; ++l)
+      out[size_t(l)] = l < done ? dequantize_on(tl[size_t(l)].stored(), device) : dense[size_t(l)] * rms[size_t(l)];
+    return out;
+  };
+  BlockFinetuneResult res = tune_block(fp, cfg, rope, inputs, T, device, opt, label);
+  if (res.kept) {
+    c10::NoGradGuard no_grad;
+    for (int l = 0; l < done; ++l) {
+      QuantizedLinear tuned = tl[size_t(l)].stored();
+      tuned.loss_init = layers[size_t(l)].loss_init;
+      tuned.seconds = layers[size_t(l)].seconds;
+      layers[size_t(l)] = std::move(tuned);
+    }
+    for (int l = done; l < kNumLinears; ++l)
+      W[size_t(l)] = (dense[size_t(l)] * rms[size_t(l)]).detach().to(W[size_t(l)].device(), W[size_t(l)].scalar_type());
+  }
   return res;
 }
 

@@ -18,6 +18,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,24 @@ struct BlockFinetuneResult {
 /// tensor by tensor, row by row): ceil(heldout * N) of them, at least 1 and at most N - 1.
 std::vector<int64_t> finetune_heldout_sequences(int64_t n, const BlockFinetuneOptions& opt);
 
+/// What one fine-tuning run moves: the block's seven weights as a function of LEAVES.
+struct BlockTuning {
+  std::vector<at::Tensor> leaves;  ///< fp32 autograd leaves on the device
+  /// The weights, differentiable in the leaves.
+  std::function<std::array<at::Tensor, kNumLinears>()> weights;
+  /// The weights as they would be stored from the leaves now (fp16-rounded parameters):
+  /// what the keep decision scores.
+  std::function<std::array<at::Tensor, kNumLinears>()> stored;
+};
+
+/// The loop the block fine-tunings share: Adam on T's leaves against FP's output on INPUTS
+/// (seeded held-out share, patience, best iterate). On return the leaves hold the best
+/// iterate when its stored weights have a lower held-out error than before (res.kept), else
+/// their starting values.
+BlockFinetuneResult tune_block(const BlockWeights& fp, const LlamaConfig& cfg, const Rope& rope,
+                               const std::vector<at::Tensor>& inputs, const BlockTuning& T, const at::Device& device,
+                               const BlockFinetuneOptions& opt, const std::string& label);
+
 /// Tunes LAYERS (the block's linears, indexed by Linear; replaced by the tuned
 /// layers when the result is kept) against FP (fp32 weights on DEVICE) on INPUTS
 /// (CPU tensors [B, T, hidden], the block's input activations). LABEL names the
@@ -71,5 +90,17 @@ BlockFinetuneResult finetune_block(const BlockWeights& fp, const LlamaConfig& cf
                                    const std::vector<at::Tensor>& inputs,
                                    std::array<QuantizedLinear, kNumLinears>& layers, const at::Device& device,
                                    const BlockFinetuneOptions& opt, const std::string& label);
+
+/// QuIP#'s variant while a block is quantized layer by layer: linears [0, DONE) are quantized
+/// (LAYERS, codes fixed), linears [DONE, 7) are still full precision (W, fp32 weights);
+/// tunes the quantized ones' continuous parameters and the others' whole weights together
+/// against FP's output, so the later linears are quantized from weights that make up for the
+/// earlier ones' error. When the result is kept, LAYERS [0, DONE) and W [DONE, 7) are
+/// replaced. DONE = 7 is finetune_block.
+BlockFinetuneResult finetune_partial_block(const BlockWeights& fp, const LlamaConfig& cfg, const Rope& rope,
+                                           const std::vector<at::Tensor>& inputs,
+                                           std::array<QuantizedLinear, kNumLinears>& layers, int done,
+                                           std::array<at::Tensor, kNumLinears>& W, const at::Device& device,
+                                           const BlockFinetuneOptions& opt, const std::string& label);
 
 }  // namespace glvq

@@ -291,7 +291,7 @@ TEST(ConfigErrors, WrongTypes) {
                      "t.yaml:1: model: got a list; expected a map of keys (path)");
   EXPECT_STARTS_WITH(error_of(minimal_plus({"quant: glvq"})),
                      "t.yaml:6: quant: got a scalar 'glvq'; expected a map of keys (glvq, gptq, "
-                     "rtn, finetune, method, bits)");
+                     "rtn, finetune, method, bits, sequential)");
   EXPECT_STARTS_WITH(error_of(yaml({"model:", "  path: [a]", "data: {eval: e}", "output_dir: o"})),
                      "t.yaml:2: model.path: got a list; expected a non-empty string");
   EXPECT_STARTS_WITH(error_of(yaml({"model: {path: m}", "data: {eval: e}", "output_dir: \"\""})),
@@ -446,6 +446,25 @@ TEST(ConfigErrors, ShapedCodeNeedsDimMultipleOf8AndNoCompanding) {
                                                           "quant.glvq.companding=true"}));
 }
 
+TEST(ConfigErrors, UnquantizedTuningNeedsBlockFinetuning) {
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.calib=c.txt", "quant.finetune.unquantized=true"}),
+                     "--set quant.finetune.unquantized=true: quant.finetune.unquantized: true tunes the "
+                     "not-yet-quantized linears as part of block fine-tuning; expected quant.finetune.block: true");
+  // blamed on the later of the two keys
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.calib=c.txt", "quant.finetune.unquantized=true",
+                                                 "quant.finetune.block=false"}),
+                     "--set quant.finetune.block=false: quant.finetune.unquantized: true");
+  EXPECT_NO_THROW(parse_config(minimal_plus({}), "t.yaml",
+                               {"data.calib=c.txt", "quant.finetune.block=true", "quant.finetune.unquantized=true"}));
+}
+
+TEST(ConfigErrors, SequentialAndUnquantizedTuningExcludeEachOther) {
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.calib=c.txt", "quant.finetune.block=true",
+                                                 "quant.finetune.unquantized=true", "quant.sequential=true"}),
+                     "--set quant.sequential=true: quant.sequential and quant.finetune.unquantized both change");
+  EXPECT_NO_THROW(parse_config(minimal_plus({}), "t.yaml", {"data.calib=c.txt", "quant.sequential=true"}));
+}
+
 TEST(ConfigErrors, LoadConfigNamesTheFile) {
   const std::string path = ::testing::TempDir() + "glvq_test_config_bad.yaml";
   {
@@ -584,7 +603,7 @@ TEST(ConfigJson, EveryKeyWithItsValue) {
   const nlohmann::json j = config_to_json(parse_config(full_text(), "t.yaml"));
   std::vector<std::string> keys;
   flatten(j, "", keys);
-  EXPECT_EQ(keys.size(), 53u);
+  EXPECT_EQ(keys.size(), 55u);
   EXPECT_EQ(j["calib"]["activation_dtype"], "float32");  // not in the file: the default
   EXPECT_EQ(j["quant"]["finetune"]["e2e"], false);  // not in the file: the defaults
   EXPECT_EQ(j["quant"]["finetune"]["e2e_steps"], 200);
@@ -646,7 +665,7 @@ TEST(ConfigJson, QuantSubsetHasOnlyWhatChangesTheResult) {
     EXPECT_EQ(with(same), q) << same;
   for (const char* differs : {"quant.glvq.iters=8", "quant.bits=3", "calib.seed=1",
                               "calib.propagate=quantized", "seed=1", "calib.samples=8", "quant.finetune.block=true",
-                              "calib.activation_dtype=bfloat16"})
+                              "calib.activation_dtype=bfloat16", "quant.sequential=true"})
     EXPECT_NE(with(differs), q) << differs;
   // With block fine-tuning on, its settings are part of the result.
   auto with2 = [&](const std::string& o) {
@@ -655,8 +674,11 @@ TEST(ConfigJson, QuantSubsetHasOnlyWhatChangesTheResult) {
   EXPECT_EQ(with2("quant.finetune.steps=9")["quant"]["finetune"]["steps"], 9);
   for (const char* differs : {"quant.finetune.steps=9", "quant.finetune.lr=0.5", "quant.finetune.batch=2",
                               "quant.finetune.heldout=0.5", "quant.finetune.eval_every=3",
-                              "quant.finetune.patience=7"})
+                              "quant.finetune.patience=7", "quant.finetune.unquantized=true"})
     EXPECT_NE(with2(differs), with2("threads=1")) << differs;
+  // Keys that are off stay out, so that runs made before they existed still match.
+  EXPECT_FALSE(q["quant"].contains("sequential"));
+  EXPECT_FALSE(with2("threads=1")["quant"]["finetune"].contains("unquantized"));
   // End-to-end fine-tuning runs in gather, after the blocks: it never invalidates one.
   for (const char* same : {"quant.finetune.e2e=true", "quant.finetune.e2e_steps=9", "quant.finetune.e2e_lr=0.5"})
     EXPECT_EQ(with2(same), with2("threads=1")) << same;
