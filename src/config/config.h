@@ -91,6 +91,10 @@ struct FinetuneConfig {
   double e2e_lr = 3e-4;   ///< Adam learning rate, in the same relative units as lr
 };
 
+struct QuantConfig;
+/// Whether quant.sequential changes what METHOD does (GLVQ and GPTQ, which take input statistics).
+bool uses_sequential(const QuantConfig& q);
+
 struct QuantConfig {
   std::string method = "none";  ///< none | rtn | gptq | glvq
   double bits = 2.0;            ///< target bits per weight of the codes, 1..8
@@ -100,8 +104,9 @@ struct QuantConfig {
   FinetuneConfig finetune;
   /// Within a block, each linear after the first phase is quantized under the statistics of the
   /// block with its earlier linears quantized, toward the least-squares weight that maps those
-  /// inputs onto the FP block's activations (stats/sequential_target.h).
-  bool sequential = false;
+  /// inputs onto the FP block's activations (stats/sequential_target.h). GLVQ and GPTQ; RTN,
+  /// which takes no statistics, ignores it.
+  bool sequential = true;
 };
 
 struct Config {

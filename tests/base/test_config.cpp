@@ -455,14 +455,27 @@ TEST(ConfigErrors, UnquantizedTuningNeedsBlockFinetuning) {
                                                  "quant.finetune.block=false"}),
                      "--set quant.finetune.block=false: quant.finetune.unquantized: true");
   EXPECT_NO_THROW(parse_config(minimal_plus({}), "t.yaml",
-                               {"data.calib=c.txt", "quant.finetune.block=true", "quant.finetune.unquantized=true"}));
+                               {"data.calib=c.txt", "quant.finetune.block=true", "quant.finetune.unquantized=true",
+                                "quant.sequential=false"}));
 }
 
 TEST(ConfigErrors, SequentialAndUnquantizedTuningExcludeEachOther) {
-  EXPECT_STARTS_WITH(error_of(minimal_plus({}), {"data.calib=c.txt", "quant.finetune.block=true",
-                                                 "quant.finetune.unquantized=true", "quant.sequential=true"}),
+  const std::vector<std::string> glvq = {"data.calib=c.txt", "quant.method=glvq", "quant.finetune.block=true"};
+  auto with = [&](std::vector<std::string> v, const std::vector<std::string>& more) {
+    v.insert(v.end(), more.begin(), more.end());
+    return v;
+  };
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), with(glvq, {"quant.finetune.unquantized=true", "quant.sequential=true"})),
                      "--set quant.sequential=true: quant.sequential and quant.finetune.unquantized both change");
-  EXPECT_NO_THROW(parse_config(minimal_plus({}), "t.yaml", {"data.calib=c.txt", "quant.sequential=true"}));
+  // sequential is on by default: the error then names the key that was set
+  EXPECT_STARTS_WITH(error_of(minimal_plus({}), with(glvq, {"quant.finetune.unquantized=true"})),
+                     "--set quant.finetune.unquantized=true: quant.sequential and quant.finetune.unquantized");
+  EXPECT_NO_THROW(parse_config(minimal_plus({}), "t.yaml", with(glvq, {"quant.finetune.unquantized=true",
+                                                                       "quant.sequential=false"})));
+  // RTN ignores sequential, so the two do not clash there
+  EXPECT_NO_THROW(parse_config(minimal_plus({}), "t.yaml", {"data.calib=c.txt", "quant.method=rtn",
+                                                            "quant.finetune.block=true",
+                                                            "quant.finetune.unquantized=true"}));
 }
 
 TEST(ConfigErrors, LoadConfigNamesTheFile) {
@@ -665,19 +678,23 @@ TEST(ConfigJson, QuantSubsetHasOnlyWhatChangesTheResult) {
     EXPECT_EQ(with(same), q) << same;
   for (const char* differs : {"quant.glvq.iters=8", "quant.bits=3", "calib.seed=1",
                               "calib.propagate=quantized", "seed=1", "calib.samples=8", "quant.finetune.block=true",
-                              "calib.activation_dtype=bfloat16", "quant.sequential=true"})
+                              "calib.activation_dtype=bfloat16", "quant.sequential=false"})
     EXPECT_NE(with(differs), q) << differs;
   // With block fine-tuning on, its settings are part of the result.
   auto with2 = [&](const std::string& o) {
-    return quant_config_to_json(parse_config(text, "t", {"quant.finetune.block=true", o}));
+    return quant_config_to_json(parse_config(text, "t", {"quant.finetune.block=true", "quant.sequential=false", o}));
   };
   EXPECT_EQ(with2("quant.finetune.steps=9")["quant"]["finetune"]["steps"], 9);
   for (const char* differs : {"quant.finetune.steps=9", "quant.finetune.lr=0.5", "quant.finetune.batch=2",
                               "quant.finetune.heldout=0.5", "quant.finetune.eval_every=3",
-                              "quant.finetune.patience=7", "quant.finetune.unquantized=true"})
+                              "quant.finetune.patience=7"})
     EXPECT_NE(with2(differs), with2("threads=1")) << differs;
-  // Keys that are off stay out, so that runs made before they existed still match.
-  EXPECT_FALSE(q["quant"].contains("sequential"));
+  EXPECT_NE(with2("quant.finetune.unquantized=true"), with2("threads=1"));
+  // Keys that are off stay out, so that runs made before they existed still match; sequential is
+  // on by default for GLVQ and GPTQ and means nothing to RTN.
+  EXPECT_EQ(q["quant"]["sequential"], true);
+  EXPECT_FALSE(with("quant.sequential=false")["quant"].contains("sequential"));
+  EXPECT_FALSE(with("quant.method=rtn")["quant"].contains("sequential"));
   EXPECT_FALSE(with2("threads=1")["quant"]["finetune"].contains("unquantized"));
   // End-to-end fine-tuning runs in gather, after the blocks: it never invalidates one.
   for (const char* same : {"quant.finetune.e2e=true", "quant.finetune.e2e_steps=9", "quant.finetune.e2e_lr=0.5"})
