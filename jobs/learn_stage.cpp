@@ -67,8 +67,8 @@ CrossAccumulator sequential_stats(JobContext& ctx, int b, const BlockWeights& fp
     at::Tensor a_fp, a_q;
     const TapFn take_fp = [&](Tap t, const at::Tensor& a) { if (t == tap) a_fp = a; };
     const TapFn take_q = [&](Tap t, const at::Tensor& a) { if (t == tap) a_q = a; };
-    block_forward(fp, ctx.model, ctx.rope, in, &take_fp);
-    block_forward(partial, ctx.model, ctx.rope, in, &take_q);
+    block_forward_until(fp, ctx.model, ctx.rope, in, tap, take_fp);
+    block_forward_until(partial, ctx.model, ctx.rope, in, tap, take_q);
     acc.add(a_fp, a_q);
   }
   return acc;

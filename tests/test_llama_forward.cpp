@@ -129,3 +129,35 @@ TEST(LlamaForward, BlockTapsSeeEachLinearInput) {
   EXPECT_EQ(seen[static_cast<int>(Tap::AttnIn)].sizes(), (std::vector<int64_t>{12, 8}));
   EXPECT_EQ(y.sizes(), x.sizes());
 }
+
+TEST(LlamaForward, BlockForwardUntilStopsAtItsTap) {
+  LlamaConfig c = small_config(2, 1, 4, 10000);
+  BlockWeights w;
+  at::manual_seed(6);
+  w.input_norm = at::rand({c.hidden}) + 0.5;
+  w.post_norm = at::rand({c.hidden}) + 0.5;
+  for (Linear l : {Linear::Q, Linear::O}) w[l] = at::randn({8, 8}) * 0.3;
+  for (Linear l : {Linear::K, Linear::V}) w[l] = at::randn({4, 8}) * 0.3;
+  for (Linear l : {Linear::Gate, Linear::Up}) w[l] = at::randn({24, 8}) * 0.3;
+  w[Linear::Down] = at::randn({8, 24}) * 0.3;
+  Rope rope = make_rope(c, 6, at::kCPU);
+  at::Tensor x = at::randn({2, 6, 8});
+  std::vector<at::Tensor> full(kNumTaps);
+  TapFn all = [&](Tap t, const at::Tensor& in) { full[static_cast<int>(t)] = in.clone(); };
+  block_forward(w, c, rope, x, &all);
+  for (int last = 0; last < kNumTaps; ++last) {
+    std::vector<at::Tensor> seen(kNumTaps);
+    block_forward_until(w, c, rope, x, static_cast<Tap>(last),
+                        [&](Tap t, const at::Tensor& in) { seen[static_cast<int>(t)] = in.clone(); });
+    // the same operations in the same order: equal, not close; nothing after LAST is computed
+    for (int t = 0; t < kNumTaps; ++t) {
+      SCOPED_TRACE(std::string(tap_name(static_cast<Tap>(last))) + " / " + tap_name(static_cast<Tap>(t)));
+      if (t <= last) {
+        ASSERT_TRUE(seen[t].defined());
+        EXPECT_TRUE(at::equal(seen[t], full[t]));
+      } else {
+        EXPECT_FALSE(seen[t].defined());
+      }
+    }
+  }
+}

@@ -138,14 +138,19 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return at::matmul(p, v).view({B, H, T, hd});
 }
 
-at::Tensor block_forward(const BlockWeights& w, const LlamaConfig& cfg, const Rope& rope, const at::Tensor& x,
-                         const TapFn* tap) {
+namespace {
+
+// The block, or with LAST its part up to the tap LAST (then the result is undefined).
+at::Tensor block_forward_impl(const BlockWeights& w, const LlamaConfig& cfg, const Rope& rope, const at::Tensor& x,
+                              const TapFn* tap, const Tap* last) {
   const int64_t B = x.size(0), T = x.size(1), hd = cfg.head_dim;
+  // true once the tap LAST has been emitted
   auto emit = [&](Tap t, const at::Tensor& in) {
     if (tap) (*tap)(t, in.reshape({-1, in.size(-1)}));
+    return last && *last == t;
   };
   at::Tensor h = rms_norm(x, w.input_norm, cfg.rms_eps);
-  emit(Tap::AttnIn, h);
+  if (emit(Tap::AttnIn, h)) return {};
   at::Tensor q = at::linear(h, w[Linear::Q]).view({B, T, cfg.n_heads, hd}).transpose(1, 2);
   at::Tensor k = at::linear(h, w[Linear::K]).view({B, T, cfg.n_kv_heads, hd}).transpose(1, 2);
   at::Tensor v = at::linear(h, w[Linear::V]).view({B, T, cfg.n_kv_heads, hd}).transpose(1, 2);
@@ -153,13 +158,25 @@ at::Tensor block_forward(const BlockWeights& w, const LlamaConfig& cfg, const Ro
   k = apply_rope(k, rope);
   at::Tensor a = causal_attention(q.contiguous(), k.contiguous(), v.contiguous());
   a = a.transpose(1, 2).reshape({B, T, int64_t(cfg.n_heads) * hd});
-  emit(Tap::OIn, a);
+  if (emit(Tap::OIn, a)) return {};
   at::Tensor x2 = x + at::linear(a, w[Linear::O]);
   at::Tensor m = rms_norm(x2, w.post_norm, cfg.rms_eps);
-  emit(Tap::MlpIn, m);
+  if (emit(Tap::MlpIn, m)) return {};
   at::Tensor act = at::silu(at::linear(m, w[Linear::Gate])) * at::linear(m, w[Linear::Up]);
-  emit(Tap::DownIn, act);
+  if (emit(Tap::DownIn, act)) return {};
   return x2 + at::linear(act, w[Linear::Down]);
+}
+
+}  // namespace
+
+at::Tensor block_forward(const BlockWeights& w, const LlamaConfig& cfg, const Rope& rope, const at::Tensor& x,
+                         const TapFn* tap) {
+  return block_forward_impl(w, cfg, rope, x, tap, nullptr);
+}
+
+void block_forward_until(const BlockWeights& w, const LlamaConfig& cfg, const Rope& rope, const at::Tensor& x,
+                         Tap last, const TapFn& tap) {
+  block_forward_impl(w, cfg, rope, x, &tap, &last);
 }
 
 at::Tensor next_token_log_probs(const HeadWeights& hw, const LlamaConfig& cfg, const at::Tensor& hidden) {

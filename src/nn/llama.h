@@ -64,6 +64,11 @@ using TapFn = std::function<void(Tap, const at::Tensor&)>;
 at::Tensor block_forward(const BlockWeights& w, const LlamaConfig& cfg, const Rope& rope,
                          const at::Tensor& x, const TapFn* tap = nullptr);
 
+/// block_forward's taps up to and including LAST, without computing the rest of the block
+/// (quant.sequential's statistics need one tap of a block several times).
+void block_forward_until(const BlockWeights& w, const LlamaConfig& cfg, const Rope& rope, const at::Tensor& x,
+                         Tap last, const TapFn& tap);
+
 /// Embedding, final norm and lm_head (owned by the first / last pipeline rank).
 struct HeadWeights {
   at::Tensor embed;   ///< [vocab, hidden] (first rank)
