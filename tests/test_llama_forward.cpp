@@ -104,10 +104,12 @@ TEST(LlamaForward, RmsNormMatchesDefinition) {
   }
 }
 
-TEST(LlamaForward, BlockTapsSeeEachLinearInput) {
-  LlamaConfig c = small_config(2, 1, 4, 10000);
+namespace {
+
+// A random block of small_config(2, 1, 4, .): hidden 8, one KV head of 4, intermediate 24.
+BlockWeights random_block(const LlamaConfig& c, uint64_t seed) {
   BlockWeights w;
-  at::manual_seed(5);
+  at::manual_seed(seed);
   w.input_norm = at::rand({c.hidden}) + 0.5;
   w.post_norm = at::rand({c.hidden}) + 0.5;
   w[Linear::Q] = at::randn({8, 8}) * 0.3;
@@ -117,6 +119,14 @@ TEST(LlamaForward, BlockTapsSeeEachLinearInput) {
   w[Linear::Gate] = at::randn({24, 8}) * 0.3;
   w[Linear::Up] = at::randn({24, 8}) * 0.3;
   w[Linear::Down] = at::randn({8, 24}) * 0.3;
+  return w;
+}
+
+}  // namespace
+
+TEST(LlamaForward, BlockTapsSeeEachLinearInput) {
+  LlamaConfig c = small_config(2, 1, 4, 10000);
+  BlockWeights w = random_block(c, 5);
   Rope rope = make_rope(c, 6, at::kCPU);
   at::Tensor x = at::randn({2, 6, 8});
   std::vector<at::Tensor> seen(kNumTaps);
@@ -132,14 +142,7 @@ TEST(LlamaForward, BlockTapsSeeEachLinearInput) {
 
 TEST(LlamaForward, BlockForwardUntilStopsAtItsTap) {
   LlamaConfig c = small_config(2, 1, 4, 10000);
-  BlockWeights w;
-  at::manual_seed(6);
-  w.input_norm = at::rand({c.hidden}) + 0.5;
-  w.post_norm = at::rand({c.hidden}) + 0.5;
-  for (Linear l : {Linear::Q, Linear::O}) w[l] = at::randn({8, 8}) * 0.3;
-  for (Linear l : {Linear::K, Linear::V}) w[l] = at::randn({4, 8}) * 0.3;
-  for (Linear l : {Linear::Gate, Linear::Up}) w[l] = at::randn({24, 8}) * 0.3;
-  w[Linear::Down] = at::randn({8, 24}) * 0.3;
+  BlockWeights w = random_block(c, 6);
   Rope rope = make_rope(c, 6, at::kCPU);
   at::Tensor x = at::randn({2, 6, 8});
   std::vector<at::Tensor> full(kNumTaps);
