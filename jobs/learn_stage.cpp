@@ -173,7 +173,7 @@ std::map<std::string, QuantizedLinear> quantize_block(JobContext& ctx, Quantizer
     const Linear lin = static_cast<Linear>(l);
     const std::string name = linear_tensor_name(b, lin);
     at::Tensor H = stats->H[static_cast<int>(tap_of(lin))];
-    if (ctx.cfg.quant.sequential && uses_sequential(ctx.cfg.quant) && tap_of(lin) != Tap::AttnIn) {
+    if (sequential_applies(ctx.cfg.quant) && tap_of(lin) != Tap::AttnIn) {
       // the first linear of a tap (o, gate, down) gathers it; up shares gate's
       if (l == 0 || tap_of(static_cast<Linear>(l - 1)) != tap_of(lin))
         seq = sequential_stats(ctx, b, fp, layers, l, tap_of(lin));

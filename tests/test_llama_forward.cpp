@@ -122,6 +122,12 @@ BlockWeights random_block(const LlamaConfig& c, uint64_t seed) {
   return w;
 }
 
+// A tap that keeps a copy of each input it is shown in SEEN (one slot per tap, reset here).
+TapFn record_into(std::vector<at::Tensor>& seen) {
+  seen.assign(kNumTaps, at::Tensor());
+  return [&seen](Tap t, const at::Tensor& in) { seen[static_cast<int>(t)] = in.clone(); };
+}
+
 }  // namespace
 
 TEST(LlamaForward, BlockTapsSeeEachLinearInput) {
@@ -129,8 +135,8 @@ TEST(LlamaForward, BlockTapsSeeEachLinearInput) {
   BlockWeights w = random_block(c, 5);
   Rope rope = make_rope(c, 6, at::kCPU);
   at::Tensor x = at::randn({2, 6, 8});
-  std::vector<at::Tensor> seen(kNumTaps);
-  TapFn tap = [&](Tap t, const at::Tensor& in) { seen[static_cast<int>(t)] = in.clone(); };
+  std::vector<at::Tensor> seen;
+  const TapFn tap = record_into(seen);
   at::Tensor y = block_forward(w, c, rope, x, &tap);
   // The MLP half re-derived from the taps: down's input must equal silu(gate m) * (up m).
   at::Tensor m = seen[static_cast<int>(Tap::MlpIn)];
@@ -145,13 +151,11 @@ TEST(LlamaForward, BlockForwardUntilStopsAtItsTap) {
   BlockWeights w = random_block(c, 6);
   Rope rope = make_rope(c, 6, at::kCPU);
   at::Tensor x = at::randn({2, 6, 8});
-  std::vector<at::Tensor> full(kNumTaps);
-  TapFn all = [&](Tap t, const at::Tensor& in) { full[static_cast<int>(t)] = in.clone(); };
+  std::vector<at::Tensor> full, seen;
+  const TapFn all = record_into(full);
   block_forward(w, c, rope, x, &all);
   for (int last = 0; last < kNumTaps; ++last) {
-    std::vector<at::Tensor> seen(kNumTaps);
-    block_forward_until(w, c, rope, x, static_cast<Tap>(last),
-                        [&](Tap t, const at::Tensor& in) { seen[static_cast<int>(t)] = in.clone(); });
+    block_forward_until(w, c, rope, x, static_cast<Tap>(last), record_into(seen));
     // the same operations in the same order: equal, not close; nothing after LAST is computed
     for (int t = 0; t < kNumTaps; ++t) {
       SCOPED_TRACE(std::string(tap_name(static_cast<Tap>(last))) + " / " + tap_name(static_cast<Tap>(t)));

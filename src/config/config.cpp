@@ -20,7 +20,7 @@
 
 namespace glvq {
 
-bool uses_sequential(const QuantConfig& q) { return q.method == "glvq" || q.method == "gptq"; }
+bool sequential_applies(const QuantConfig& q) { return q.sequential && (q.method == "glvq" || q.method == "gptq"); }
 
 namespace {
 using namespace config_detail;
@@ -262,7 +262,7 @@ void Loader::check() {
                      "quant.finetune.unquantized: true tunes the not-yet-quantized linears as part of block "
                      "fine-tuning; expected quant.finetune.block: true as well (or unquantized: false)");
   }
-  if (cfg.quant.sequential && uses_sequential(cfg.quant) && cfg.quant.finetune.unquantized) {
+  if (sequential_applies(cfg.quant) && cfg.quant.finetune.unquantized) {
     const SetAt* blame = later("quant.sequential", "quant.finetune.unquantized");
     GLVQ_CONFIG_FAIL(blame ? blame->where : missing_where("quant.sequential"),
                      "quant.sequential and quant.finetune.unquantized both change what the later linears of a "
@@ -410,7 +410,7 @@ nlohmann::json quant_config_to_json(const Config& cfg) {
   // not invalidate a finished run.
   if (all["quant"].contains(cfg.quant.method)) quant[cfg.quant.method] = all["quant"][cfg.quant.method];
   // Off (or for RTN, which ignores it), the key stays out: runs made before it existed still match.
-  if (cfg.quant.sequential && uses_sequential(cfg.quant)) quant["sequential"] = true;
+  if (sequential_applies(cfg.quant)) quant["sequential"] = true;
   // Fine-tuning changes the result only when it runs: with it off, runs made before it existed still match.
   if (cfg.quant.finetune.block) {
     quant["finetune"] = all["quant"]["finetune"];

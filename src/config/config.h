@@ -91,10 +91,6 @@ struct FinetuneConfig {
   double e2e_lr = 3e-4;   ///< Adam learning rate, in the same relative units as lr
 };
 
-struct QuantConfig;
-/// Whether quant.sequential changes what METHOD does (GLVQ and GPTQ, which take input statistics).
-bool uses_sequential(const QuantConfig& q);
-
 struct QuantConfig {
   std::string method = "none";  ///< none | rtn | gptq | glvq
   double bits = 2.0;            ///< target bits per weight of the codes, 1..8
@@ -108,6 +104,10 @@ struct QuantConfig {
   /// which takes no statistics, ignores it.
   bool sequential = true;
 };
+
+/// Whether quant.sequential is on and changes what the method does (GLVQ and GPTQ, which take
+/// input statistics; RTN ignores it).
+bool sequential_applies(const QuantConfig& q);
 
 struct Config {
   ModelConfig model;
